@@ -1,0 +1,41 @@
+# Two commands matter: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test lint typecheck unit bench bench-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/godoxy-streams run $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check godoxy_streams tests bench
+	$(BIN)/ruff format --check godoxy_streams tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy godoxy_streams
+
+test: lint typecheck
+	$(BIN)/python -m pytest $(ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(ARGS)
+
+bench-deps:
+	apt-get update -q && apt-get install -y -q haproxy nginx-light libnginx-mod-stream iperf3 gcc
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

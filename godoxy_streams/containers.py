@@ -1,0 +1,153 @@
+"""Container facts: the one place Docker's JSON turns into a frozen ``ContainerInfo``.
+
+Nothing past this module sees a raw Docker dict. Both the list endpoint's entries and the
+inspect endpoint's documents are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+
+
+@dataclass(frozen=True)
+class PortFact:
+    """A container port: ``private``/``proto`` inside, ``public`` on the host when published."""
+
+    private: int
+    proto: str
+    public: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What the label grammar and the reconciler need to know of one container."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: str = "running"
+    health: str | None = None
+    created: float = 0.0
+    networks: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    ports: tuple[PortFact, ...] = ()
+    image: str = ""
+    engine: str = "local"
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def compose_project(self) -> str:
+        return self.labels.get(COMPOSE_PROJECT, "")
+
+    @property
+    def compose_service(self) -> str:
+        return self.labels.get(COMPOSE_SERVICE, "")
+
+    @property
+    def host_network(self) -> bool:
+        return self.network_mode == "host"
+
+
+def _port_facts(
+    exposed: Mapping[str, Any] | None, bound: Mapping[str, Any] | None
+) -> list[PortFact]:
+    facts: dict[tuple[int, str], PortFact] = {}
+    for spec in list(exposed or {}) + list(bound or {}):
+        port, _, proto = spec.partition("/")
+        if not port.isdigit():
+            continue
+        key = (int(port), proto or "tcp")
+        public: int | None = None
+        for binding in (bound or {}).get(spec) or []:
+            host_port = str(binding.get("HostPort") or "")
+            if host_port.isdigit():
+                public = int(host_port)
+                break
+        if key not in facts or public is not None:
+            facts[key] = PortFact(key[0], key[1], public)
+    return sorted(facts.values(), key=lambda p: (p.private, p.proto))
+
+
+def _health_of_status(status: str) -> str | None:
+    for word in ("healthy", "unhealthy", "health: starting"):
+        if f"({word})" in status:
+            return "starting" if word == "health: starting" else word
+    return None
+
+
+def _parse_created(text: str) -> float:
+    """Seconds since the epoch from Docker's RFC 3339 time with nanoseconds; 0 if unreadable."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
+    if not match:
+        return 0.0
+    whole = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return whole.timestamp() + float(match.group(2) or 0)
+
+
+def from_inspect(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerInfo:
+    """A ``ContainerInfo`` from a ``GET /containers/{id}/json`` document."""
+    config = raw.get("Config") or {}
+    state = raw.get("State") or {}
+    settings = raw.get("NetworkSettings") or {}
+    host_config = raw.get("HostConfig") or {}
+    networks = {
+        name: str((net or {}).get("IPAddress") or (net or {}).get("GlobalIPv6Address") or "")
+        for name, net in (settings.get("Networks") or {}).items()
+    }
+    status = str(state.get("Status") or "")
+    if state.get("Paused"):
+        status = "paused"
+    health = (state.get("Health") or {}).get("Status")
+    return ContainerInfo(
+        id=str(raw.get("Id", "")),
+        name=str(raw.get("Name", "")).lstrip("/"),
+        labels=dict(config.get("Labels") or {}),
+        state=status,
+        health=str(health) if health else None,
+        created=_parse_created(str(raw.get("Created", ""))),
+        networks=networks,
+        network_mode=str(host_config.get("NetworkMode") or "bridge"),
+        ports=tuple(_port_facts(config.get("ExposedPorts"), settings.get("Ports"))),
+        image=str(config.get("Image") or raw.get("Image") or ""),
+        engine=engine,
+    )
+
+
+def from_list_entry(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerInfo:
+    """A ``ContainerInfo`` from one entry of ``GET /containers/json``."""
+    facts: dict[tuple[int, str], PortFact] = {}
+    for port in raw.get("Ports") or []:
+        key = (int(port.get("PrivatePort", 0)), str(port.get("Type") or "tcp"))
+        public = port.get("PublicPort")
+        if key not in facts or public:
+            facts[key] = PortFact(key[0], key[1], int(public) if public else None)
+    settings = raw.get("NetworkSettings") or {}
+    networks = {
+        name: str((net or {}).get("IPAddress") or (net or {}).get("GlobalIPv6Address") or "")
+        for name, net in (settings.get("Networks") or {}).items()
+    }
+    names = raw.get("Names") or [""]
+    created = raw.get("Created")
+    return ContainerInfo(
+        id=str(raw.get("Id", "")),
+        name=str(names[0]).lstrip("/"),
+        labels=dict(raw.get("Labels") or {}),
+        state=str(raw.get("State") or ""),
+        health=_health_of_status(str(raw.get("Status") or "")),
+        created=float(created) if isinstance(created, int | float) else 0.0,
+        networks=networks,
+        network_mode=str((raw.get("HostConfig") or {}).get("NetworkMode") or "bridge"),
+        ports=tuple(sorted(facts.values(), key=lambda p: (p.private, p.proto))),
+        image=str(raw.get("Image") or ""),
+        engine=engine,
+    )

@@ -1,0 +1,150 @@
+"""Route models: what a stream route is, as frozen, comparable data.
+
+A ``RouteSpec`` is the validated result of parsing labels or a static route. It is hashable and
+compares by value, so later stages can diff the desired routes against the running ones.
+``RouteKey`` names the listen socket a route claims. No I/O here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+Proto = Literal["tcp", "udp"]
+Scheme = Literal["tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"]
+OriginKind = Literal["docker", "file", "compose"]
+LoadBalanceMode = Literal["round_robin", "least_conn", "ip_hash"]
+OnStop = Literal["drain", "kill"]
+ProxyProtocol = Literal["v1", "v2"]
+
+DEFAULT_MAX_SESSIONS = 10_000
+DEFAULT_UDP_TIMEOUT = 60.0
+DEFAULT_DRAIN_TIMEOUT = 5.0
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HealthCheck(_Frozen):
+    """Active health probing of a route's upstream."""
+
+    disable: bool = False
+    interval: float = 5.0
+    timeout: float = 5.0
+    retries: int = 3
+    rise: int = 2
+    send: str | None = None
+    expect: str | None = None
+
+
+class RouteOrigin(_Frozen):
+    """Where a route came from: a container, a compose service or the static routes file."""
+
+    kind: OriginKind
+    name: str
+    id: str = ""
+    created: float = 0.0
+    engine: str = "local"
+    compose_project: str = ""
+    compose_service: str = ""
+
+
+class RouteKey(NamedTuple):
+    """The listen socket a route claims.
+
+    ``port`` 0 means "picked automatically"; such a route is told apart by ``owner``
+    (its origin and alias) until it is bound.
+    """
+
+    proto: Proto
+    bind: str
+    port: int
+    owner: str = ""
+
+    def __str__(self) -> str:
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        port = str(self.port) if self.port else f"auto({self.owner})"
+        return f"{self.proto}/{host}:{port}"
+
+
+class RouteSpec(_Frozen):
+    """One validated stream route: listen on (scheme, bind, listen_port), forward to target."""
+
+    alias: str
+    scheme: Scheme
+    bind: str
+    listen_port: int | None
+    target_host: str
+    target_port: int
+    origin: RouteOrigin
+    proxy_protocol: ProxyProtocol | None = None
+    acl_allow: tuple[str, ...] = ()
+    acl_deny: tuple[str, ...] = ()
+    max_connections: int | None = None
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    conn_idle_timeout: float | None = None
+    udp_timeout: float = DEFAULT_UDP_TIMEOUT
+    on_stop: OnStop = "drain"
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    healthcheck: HealthCheck = HealthCheck()
+    load_balance: LoadBalanceMode | None = None
+
+    @property
+    def proto(self) -> Proto:
+        return "udp" if self.scheme.startswith("udp") else "tcp"
+
+    @property
+    def key(self) -> RouteKey:
+        if self.listen_port:
+            return RouteKey(self.proto, self.bind, self.listen_port)
+        return RouteKey(self.proto, self.bind, 0, f"{self.origin.name}/{self.alias}")
+
+    @property
+    def target(self) -> tuple[str, int]:
+        return (self.target_host, self.target_port)
+
+    def listener_part(self) -> RouteSpec:
+        """This spec with its target and origin blanked: two specs whose listener parts are
+        equal differ only in where they forward to, so a retarget serves."""
+        return self.model_copy(
+            update={
+                "target_host": "",
+                "target_port": 0,
+                "origin": RouteOrigin(kind=self.origin.kind, name=""),
+            }
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """The route object of ``check --json`` and ``/api/routes``."""
+        return {
+            "alias": self.alias,
+            "scheme": self.scheme,
+            "bind": self.bind,
+            "listen_port": self.listen_port,
+            "target_host": self.target_host,
+            "target_port": self.target_port,
+            "container": self.origin.name,
+        }
+
+
+def binds_overlap(a: str, b: str) -> bool:
+    """Whether two bind addresses share sockets: equal, or one is the wildcard of the other's
+    family (``::`` is dual-stack and so overlaps every IPv4 address too)."""
+    if a == b:
+        return True
+    ia, ib = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    for wild, other in ((ia, ib), (ib, ia)):
+        if wild.is_unspecified:
+            if wild.version == other.version or wild.version == 6:
+                return True
+    return False
+
+
+def keys_overlap(a: RouteKey, b: RouteKey) -> bool:
+    """Whether two listen sockets conflict (same protocol and port, overlapping binds)."""
+    if a.proto != b.proto or not a.port or a.port != b.port:
+        return False
+    return binds_overlap(a.bind, b.bind)
