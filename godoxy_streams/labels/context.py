@@ -1,0 +1,47 @@
+"""What the label grammar needs to know besides the labels: operator settings and the
+container's facts, as frozen data."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from godoxy_streams.containers import ContainerInfo
+
+Mode = Literal["docker", "compose", "file"]
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """Operator settings that shape parsing (never taken from labels)."""
+
+    namespace: str = "proxy"
+    default_bind: str = "0.0.0.0"
+    allowed_targets: tuple[str, ...] = ()
+    own_networks: frozenset[str] = field(default_factory=frozenset)
+    remote_host: str | None = None
+    mode: Mode = "docker"
+
+    def target_allowed(self, host: str) -> bool:
+        """Whether ``host`` (an IP or a name) is in the operator's ``allowed_targets``."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host.lower() in (t.lower() for t in self.allowed_targets)
+        for entry in self.allowed_targets:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+
+def default_alias(info: ContainerInfo) -> str:
+    """The compose service name for a compose container, else the container name."""
+    return (info.compose_service or info.name).lower()
+
+
+def display_name(info: ContainerInfo) -> str:
+    return info.name
