@@ -116,16 +116,18 @@ def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
         grammar_errors = expansion.route_errors.get(alias, [])
         if grammar_errors:
             built = RouteResult(errors=grammar_errors + built.errors)
-        result = result.merged(ParseResult(tuple(built.routes), tuple(built.errors),
-                                           tuple(built.notes)))  # fmt: skip
+        result = result.merged(
+            ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
+        )
     return ParseResult(result.routes, result.errors, result.notes)
 
 
 def parse_static_routes(document: Any, ctx: ParseContext) -> ParseResult:
     """The routes of a static routes file (already loaded from YAML, all scalars as text)."""
     if not isinstance(document, dict) or not isinstance(document.get("routes", {}), dict):
-        error = LabelError("expected a mapping with a 'routes:' mapping of route names to fields",
-                           container="file")  # fmt: skip
+        error = LabelError(
+            "expected a mapping with a 'routes:' mapping of route names to fields", container="file"
+        )
         return ParseResult(errors=(error,))
     result = ParseResult()
     for name, body in (document.get("routes") or {}).items():
@@ -150,9 +152,13 @@ def parse_static_routes(document: Any, ctx: ParseContext) -> ParseResult:
         built = build_routes(str(name).lower(), fields, facts)
         errors = list(built.errors)
         if not built.routes and not errors:
-            errors.append(LabelError(
-                "a static route needs a stream scheme (tcp, udp, ...) or a LISTEN:TARGET port",
-                container=container, alias=name))  # fmt: skip
+            errors.append(
+                LabelError(
+                    "a static route needs a stream scheme (tcp, udp, ...) or a LISTEN:TARGET port",
+                    container=container,
+                    alias=name,
+                )
+            )
         result = result.merged(ParseResult(tuple(built.routes), tuple(errors)))
     return result
 

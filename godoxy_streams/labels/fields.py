@@ -67,16 +67,41 @@ UDP_ONLY = {"max_sessions", "udp_timeout"}
 LIST_FIELDS = {"acl.allow", "acl.deny"}
 HTTP_ONLY = frozenset(
     {
-        "middlewares", "homepage", "rules", "rule_file", "access_log", "path_patterns",
-        "no_tls_verify", "response_header_timeout", "disable_compression", "ssl_server_name",
-        "ssl_trusted_certificate", "ssl_certificate", "ssl_certificate_key", "ssl_protocols",
-        "tls_termination", "agent", "inbound_mtls_profile", "idle_timeout", "wake_timeout",
-        "stop_method", "stop_timeout", "stop_signal", "start_endpoint", "depends_on",
-        "no_loading_page", "proxmox", "healthcheck.path", "healthcheck.use_get",
-        "load_balance.link", "load_balance.weight", "load_balance.sticky",
-        "load_balance.sticky_max_age", "load_balance.options",
+        "middlewares",
+        "homepage",
+        "rules",
+        "rule_file",
+        "access_log",
+        "path_patterns",
+        "no_tls_verify",
+        "response_header_timeout",
+        "disable_compression",
+        "ssl_server_name",
+        "ssl_trusted_certificate",
+        "ssl_certificate",
+        "ssl_certificate_key",
+        "ssl_protocols",
+        "tls_termination",
+        "agent",
+        "inbound_mtls_profile",
+        "idle_timeout",
+        "wake_timeout",
+        "stop_method",
+        "stop_timeout",
+        "stop_signal",
+        "start_endpoint",
+        "depends_on",
+        "no_loading_page",
+        "proxmox",
+        "healthcheck.path",
+        "healthcheck.use_get",
+        "load_balance.link",
+        "load_balance.weight",
+        "load_balance.sticky",
+        "load_balance.sticky_max_age",
+        "load_balance.options",
     }
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -231,7 +256,7 @@ def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts
         host = text.lower()
     elif host is None and facts.target_problem:
         out.errors.append(LabelError(facts.target_problem, container=facts.container, alias=alias))
-    if host is None and "6" in family and facts.default_host_v6:
+    if "host" not in known and "6" in family and facts.default_host_v6:
         host = facts.default_host_v6
 
     if facts.remote and target_port is not None and "host" not in known:
@@ -258,9 +283,17 @@ def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts
                 (k in TCP_ONLY and s.startswith("udp")) or (k in UDP_ONLY and s.startswith("tcp"))
             )
         }
-        out.routes.append(RouteSpec(
-            alias=alias, scheme=cast(Scheme, s), bind=bind, listen_port=listen, target_host=host,
-            target_port=target_port, origin=facts.origin, healthcheck=HealthCheck(**health),
-            **proto_values,
-        ))  # fmt: skip
+        out.routes.append(
+            RouteSpec(
+                alias=alias,
+                scheme=cast(Scheme, s),
+                bind=bind,
+                listen_port=listen,
+                target_host=host,
+                target_port=target_port,
+                origin=facts.origin,
+                healthcheck=HealthCheck(**health),
+                **proto_values,
+            )
+        )
     return out
