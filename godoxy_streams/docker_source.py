@@ -1,0 +1,159 @@
+"""The Docker engine edge: list, inspect and follow events through aiodocker.
+
+The only module that talks to the engine and the only one that sees aiodocker or aiohttp
+errors: each is translated into ``EngineError``/``EngineUnavailable`` here. Containers leave
+as ``ContainerInfo``; events leave as ``EngineEvent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from godoxy_streams.containers import ContainerInfo, from_inspect, from_list_entry
+from godoxy_streams.errors import EngineError, EngineUnavailable
+
+CONTAINER_ACTIONS = (
+    "start", "die", "stop", "kill", "destroy", "pause", "unpause", "rename", "health_status",
+)  # fmt: skip
+NETWORK_ACTIONS = ("connect", "disconnect")
+QUERY_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One engine event that may change a container's routes."""
+
+    kind: str  # "container" or "network"
+    action: str  # e.g. "start", "health_status: healthy", "connect"
+    container_id: str
+
+
+def _translate(exc: BaseException, what: str) -> EngineError:
+    if isinstance(exc, aiodocker.DockerError) and exc.status != 900:
+        return EngineError(f"{what}: the engine answered {exc.status}: {exc.message}")
+    detail = exc.message if isinstance(exc, aiodocker.DockerError) else str(exc)
+    return EngineUnavailable(f"{what}: {detail or type(exc).__name__}")
+
+
+class DockerSource:
+    """One Docker engine, reached at ``endpoint`` (``unix://...`` or ``tcp://...``)."""
+
+    def __init__(self, endpoint: str, *, engine: str = "local") -> None:
+        self.endpoint = endpoint
+        self.engine = engine
+        self._client: aiodocker.Docker | None = None
+
+    async def connect(self) -> dict[str, Any]:
+        """Open a client and ask the engine its version; raises ``EngineUnavailable``."""
+        await self.close()
+        try:
+            self._client = aiodocker.Docker(url=self.endpoint)
+            version: dict[str, Any] = await asyncio.wait_for(self._client.version(), QUERY_TIMEOUT)
+        except (
+            aiodocker.DockerError,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+            ValueError,
+        ) as exc:
+            await self.close()
+            raise _translate(exc, f"cannot reach the Docker engine at {self.endpoint}") from exc
+        return version
+
+    @property
+    def client(self) -> aiodocker.Docker:
+        if self._client is None:
+            raise EngineUnavailable("not connected to the Docker engine")
+        return self._client
+
+    async def list_containers(self) -> list[ContainerInfo]:
+        """Every container (running or not), from one list call."""
+        try:
+            entries = await asyncio.wait_for(self.client.containers.list(all=True), QUERY_TIMEOUT)
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _translate(exc, "listing containers failed") from exc
+        return [from_list_entry(entry._container, engine=self.engine) for entry in entries]
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        """One container's facts, or None when it no longer exists."""
+        try:
+            found = await asyncio.wait_for(self.client.containers.get(container_id), QUERY_TIMEOUT)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise _translate(exc, f"inspecting container {container_id[:12]} failed") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _translate(exc, f"inspecting container {container_id[:12]} failed") from exc
+        return from_inspect(found._container, engine=self.engine)
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """Follow the engine's events (filtered on the engine's side) until the stream ends;
+        then raise ``EngineUnavailable``."""
+        filters = {
+            "type": ["container", "network"],
+            "event": list(CONTAINER_ACTIONS + NETWORK_ACTIONS),
+        }
+        events = self.client.events
+        subscriber = events.subscribe(filters=json.dumps(filters))  # type: ignore[no-untyped-call]
+        try:
+            while True:
+                raw = await subscriber.get()
+                if raw is None:
+                    break
+                event = _event_of(raw)
+                if event is not None:
+                    yield event
+        finally:
+            await events.stop()  # type: ignore[no-untyped-call]
+        task = events.task
+        reason = "the event stream ended"
+        if task is not None and task.done() and not task.cancelled() and task.exception():
+            reason = f"the event stream failed: {task.exception()}"
+        raise EngineUnavailable(reason)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.events.stop()  # type: ignore[no-untyped-call]
+                await client.close()
+            except (aiohttp.ClientError, OSError, RuntimeError):
+                pass
+
+
+def _event_of(raw: dict[str, Any]) -> EngineEvent | None:
+    kind = str(raw.get("Type") or "")
+    action = str(raw.get("Action") or raw.get("status") or "")
+    actor = raw.get("Actor") or {}
+    if kind == "container":
+        cid = str(actor.get("ID") or raw.get("id") or "")
+    elif kind == "network":
+        cid = str((actor.get("Attributes") or {}).get("container") or "")
+    else:
+        return None
+    return EngineEvent(kind, action, cid) if cid else None
+
+
+_CONTAINER_ID = re.compile(r"(?:docker[-/]|/containers/)([0-9a-f]{64})")
+
+
+def own_container_id(proc: Path = Path("/proc/self")) -> str | None:
+    """The id of the container this process runs in, if any (from cgroup or mount info)."""
+    for name in ("cgroup", "mountinfo"):
+        try:
+            text = (proc / name).read_text()
+        except OSError:
+            continue
+        match = _CONTAINER_ID.search(text)
+        if match:
+            return match.group(1)
+    return None

@@ -1,0 +1,194 @@
+"""Operator settings: one schema, built once in the CLI and passed down.
+
+Sources, lowest to highest: defaults, an optional YAML file (``--config``), environment
+variables ``GODOXY_STREAMS_<FIELD>`` (nested with ``__``, lists comma-separated or JSON), and
+command-line flags. No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from godoxy_streams.errors import ConfigError
+
+_yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "yaml", default=None
+)
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return tuple(yaml.safe_load(text))
+        return tuple(item.strip() for item in text.replace(",", " ").split() if item.strip())
+    return value
+
+
+def _cidrs(values: tuple[str, ...]) -> tuple[str, ...]:
+    out = []
+    for item in values:
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+    return tuple(out)
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AclSettings(_Group):
+    """The global ACL, checked before any route's own list."""
+
+    allow: CommaList = ()
+    deny: CommaList = ()
+
+    _split = field_validator("allow", "deny", mode="before")(_split)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _valid(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _cidrs(value)
+
+
+class LimitSettings(_Group):
+    dial_timeout: float = Field(5.0, gt=0, description="seconds to wait for an upstream to accept")
+    max_connections: int | None = Field(None, ge=1, description="default per TCP route")
+    max_sessions: int = Field(10_000, ge=1, description="default UDP session table size")
+    udp_timeout: float = Field(60.0, gt=0, description="default UDP session idle timeout")
+
+
+class LogSettings(_Group):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+def default_docker_endpoints() -> tuple[str, ...]:
+    return (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",)
+
+
+class Settings(BaseSettings):
+    """Every operator setting of godoxy-streams."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GODOXY_STREAMS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    api: str = Field("127.0.0.1:8899", description="HOST:PORT of the status API ('' to disable)")
+    namespace: str = Field("proxy", min_length=1, description="label namespace")
+    default_bind: str = Field("0.0.0.0", description="listen address when a route names none")
+    docker: CommaList = Field(default_factory=default_docker_endpoints)
+    no_docker: bool = Field(False, description="serve static routes only")
+    routes_file: Path | None = None
+    allowed_targets: CommaList = ()
+    proxy_protocol_trusted: CommaList = ()
+    acl: AclSettings = AclSettings()
+    limits: LimitSettings = LimitSettings()
+    log: LogSettings = LogSettings()
+    resync_interval: float = Field(30.0, gt=0, description="seconds between full relists")
+    coalesce_window: float = Field(0.02, ge=0, lt=1, description="seconds to batch events")
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds to drain on SIGTERM")
+
+    _split = field_validator("docker", "allowed_targets", "proxy_protocol_trusted", mode="before")(
+        _split
+    )
+
+    @field_validator("default_bind")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError("expected an IP address such as 0.0.0.0 or ::") from None
+
+    @field_validator("proxy_protocol_trusted")
+    @classmethod
+    def _trusted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _cidrs(value)
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, value: str) -> str:
+        if value and not api_address(value)[1] >= 0:
+            raise ValueError("expected HOST:PORT")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **flags: Any) -> Settings:
+        """Build the settings from every source; a bad value is a ``ConfigError``."""
+        data: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                loaded = yaml.safe_load(config_file.read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"config file {config_file}: expected a mapping of settings")
+            data = loaded
+        token = _yaml_data.set(data)
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        finally:
+            _yaml_data.reset(token)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return (_yaml_data.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get() or {})
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        lines.append(f"setting {where}: {error['msg']} (got {error.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def api_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        return ("", -1)
+    return (host.strip("[]") or "127.0.0.1", int(port))
