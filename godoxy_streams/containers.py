@@ -86,12 +86,12 @@ def _health_of_status(status: str) -> str | None:
 
 
 def _parse_created(text: str) -> float:
-    """Seconds since the epoch from Docker's RFC 3339 time with nanoseconds; 0 if unreadable."""
+    """Whole seconds since the epoch from Docker's RFC 3339 time; 0 if unreadable."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
     if not match:
         return 0.0
     whole = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    return whole.timestamp() + float(match.group(2) or 0)
+    return whole.timestamp()  # whole seconds, as the list endpoint gives
 
 
 def from_inspect(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerInfo:

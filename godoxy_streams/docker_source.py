@@ -95,15 +95,18 @@ class DockerSource:
             raise _translate(exc, f"inspecting container {container_id[:12]} failed") from exc
         return from_inspect(found._container, engine=self.engine)
 
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        """Follow the engine's events (filtered on the engine's side) until the stream ends;
-        then raise ``EngineUnavailable``."""
+    async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
+        """Follow the engine's events (filtered on the engine's side), replaying those since
+        ``since`` (seconds since the epoch); when the stream ends, raise ``EngineUnavailable``."""
         filters = {
             "type": ["container", "network"],
             "event": list(CONTAINER_ACTIONS + NETWORK_ACTIONS),
         }
         events = self.client.events
-        subscriber = events.subscribe(filters=json.dumps(filters))  # type: ignore[no-untyped-call]
+        params = {"filters": json.dumps(filters)}
+        if since is not None:
+            params["since"] = str(int(since))
+        subscriber = events.subscribe(**params)  # type: ignore[no-untyped-call]
         try:
             while True:
                 raw = await subscriber.get()

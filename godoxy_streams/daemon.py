@@ -1,0 +1,190 @@
+"""The daemon's lifecycle in one place: start-up, signals, the main wait, graceful shutdown.
+
+``Daemon.serve()``: set up logging, start the reconciler, load the static routes (reloaded on
+SIGHUP and when the file changes), start one watcher per Docker engine (an unreachable engine
+is retried in the background), serve the status API, then wait for SIGTERM/SIGINT. Shutdown
+stops every listener at once and drains live connections per route policy, bounded by
+``shutdown_grace``; a second signal cuts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from godoxy_streams import __version__
+from godoxy_streams.check import load_routes_file
+from godoxy_streams.errors import ConfigError, StreamsError
+from godoxy_streams.labels import ParseContext
+from godoxy_streams.logs import setup_logging
+from godoxy_streams.manager import StreamManager
+from godoxy_streams.reconciler import Reconciler
+from godoxy_streams.settings import Settings, api_address
+from godoxy_streams.status import build_app
+from godoxy_streams.watcher import Watcher
+
+ROUTES_FILE_POLL = 1.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ctx = ParseContext(
+            namespace=settings.namespace,
+            default_bind=settings.default_bind,
+            allowed_targets=settings.allowed_targets,
+        )
+        self.manager = StreamManager(settings)
+        self.reconciler = Reconciler(self.manager, self.ctx)
+        self.watchers = (
+            []
+            if settings.no_docker
+            else [
+                Watcher(endpoint, self.reconciler, settings, engine=_engine_name(i, endpoint))
+                for i, endpoint in enumerate(settings.docker)
+            ]
+        )
+        self.stop = asyncio.Event()
+        self.force = False
+        self.api_port: int | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._static_synced = settings.routes_file is None
+        self._routes_mtime: float | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def serve(self) -> None:
+        await self.startup()
+        try:
+            await self.stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        logger.info(f"godoxy-streams {__version__} starting")
+        self._capture_signals()
+        self._spawn(self.reconciler.run(), "reconciler")
+        if self.settings.routes_file is not None:
+            self.reload_routes()
+            self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")
+        if not self.watchers:
+            logger.info("Docker provider off: serving static routes only")
+        for watcher in self.watchers:
+            self._spawn(watcher.run(), f"watcher {watcher.endpoint}")
+        if self.settings.api:
+            await self._start_api()
+
+    async def shutdown(self) -> None:
+        logger.info("shutting down: closing listeners, draining live connections")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        drain = asyncio.create_task(self.manager.close_all(grace=self.settings.shutdown_grace))
+        self.stop.clear()
+        stopper = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({drain, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            logger.warning("second signal: cutting live connections")
+            await self.manager.close_all(kill=True)
+            for stream_close in list(self.manager._closing):
+                stream_close.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
+        stopper.cancel()
+        logger.info("stopped")
+
+    def _capture_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_exit_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_routes)
+
+    def _on_exit_signal(self, sig: signal.Signals) -> None:
+        logger.info(f"received {sig.name}")
+        self.stop.set()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(f"task {name!r} failed; stopping")
+                self.stop.set()
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- static routes ---------------------------------------------------------------------
+    def reload_routes(self) -> None:
+        path = self.settings.routes_file
+        if path is None:
+            return
+        try:
+            self._routes_mtime = path.stat().st_mtime
+            result = load_routes_file(path, self.ctx)
+        except (ConfigError, OSError) as exc:
+            logger.error(f"routes file not loaded, keeping the previous routes: {exc}")
+        else:
+            logger.info(
+                f"routes file {path}: {len(result.routes)} route(s), {len(result.errors)} error(s)"
+            )
+            self.reconciler.set_static(result)
+        self._static_synced = True
+
+    async def _watch_routes_file(self, path: Path) -> None:
+        while True:
+            await asyncio.sleep(ROUTES_FILE_POLL)
+            try:
+                mtime: float | None = path.stat().st_mtime
+            except OSError:
+                mtime = None
+            if mtime is not None and mtime != self._routes_mtime:
+                self.reload_routes()
+
+    # -- status API ------------------------------------------------------------------------
+    async def _start_api(self) -> None:
+        host, port = api_address(self.settings.api)
+        app = build_app(
+            self.reconciler, lambda: [w.status for w in self.watchers], lambda: self._static_synced
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the status API on {self.settings.api}: {exc}") from exc
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.api_port = sockets[0].getsockname()[1] if sockets else port
+        logger.info(f"status API on http://{host}:{self.api_port}")
+
+
+def _engine_name(index: int, endpoint: str) -> str:
+    if index == 0:
+        return "local" if endpoint.startswith("unix://") else endpoint
+    return endpoint
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; the exit code of ``godoxy-streams run``."""
+    from godoxy_streams.loops import run
+
+    setup_logging(settings.log)
+    try:
+        run(Daemon(settings).serve())
+    except ConfigError as exc:
+        logger.error(str(exc))
+        return 2
+    except StreamsError as exc:
+        logger.error(f"fatal: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,149 @@
+"""The stream manager: applies a plan to the stream engine.
+
+Owns one stream per running route, keyed by ``RouteKey``. A bind failure is an error of that
+route only (kept in ``failed`` and retried by the next reconcile), never a crash. Stopped
+streams free their port at once and drain in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from godoxy_streams.errors import ListenError
+from godoxy_streams.model import RouteKey, RouteSpec
+from godoxy_streams.plan import Plan
+from godoxy_streams.settings import Settings
+from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
+
+Stream = TCPStream | UDPStream
+
+
+@dataclass
+class RunningRoute:
+    spec: RouteSpec
+    stream: Stream
+
+    @property
+    def bound_port(self) -> int:
+        return self.stream.local_addr[1]
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    started: tuple[RouteKey, ...] = ()
+    stopped: tuple[RouteKey, ...] = ()
+    retargeted: tuple[RouteKey, ...] = ()
+    failed: Mapping[RouteKey, str] = field(default_factory=dict)
+
+
+def _where(host: str, port: int | str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class StreamManager:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.running: dict[RouteKey, RunningRoute] = {}
+        self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def running_specs(self) -> dict[RouteKey, RouteSpec]:
+        return {key: route.spec for key, route in self.running.items()}
+
+    def options_for(self, spec: RouteSpec) -> StreamOptions:
+        limits = self._settings.limits
+        return StreamOptions(
+            dial_timeout=limits.dial_timeout,
+            idle_timeout=spec.conn_idle_timeout,
+            on_stop=spec.on_stop,
+            drain_timeout=spec.drain_timeout,
+            udp_timeout=spec.udp_timeout,
+            max_sessions=spec.max_sessions,
+        )
+
+    def _log(self, spec: RouteSpec, action: str, port: int | None = None, **extra: object) -> None:
+        listen = _where(spec.bind, port or spec.listen_port or "auto")
+        logger.bind(
+            protocol=spec.scheme,
+            listen=listen,
+            dst=_where(spec.target_host, spec.target_port),
+            action=action,
+            route=spec.alias,
+            source=spec.origin.name,
+            **extra,
+        ).info(f"route {action}")
+
+    async def apply(self, plan: Plan) -> ApplyReport:
+        stopped = []
+        for key in plan.stop:
+            self.failed.pop(key, None)
+            route = self.running.pop(key, None)
+            if route is not None:
+                self._log(route.spec, "stop", route.bound_port)
+                self._close_in_background(route.stream)
+                stopped.append(key)
+        if stopped:
+            await asyncio.sleep(0)  # let the closes stop their listeners before new binds
+        retargeted = []
+        for spec in plan.retarget:
+            route = self.running[spec.key]
+            if route.spec.target != spec.target:
+                route.stream.retarget(spec.target)
+                self._log(spec, "retarget", route.bound_port)
+            route.spec = spec
+            retargeted.append(spec.key)
+        started, failed = [], {}
+        for spec in plan.start:
+            error = await self._start(spec)
+            if error is None:
+                started.append(spec.key)
+            else:
+                failed[spec.key] = error
+        return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
+
+    async def _start(self, spec: RouteSpec) -> str | None:
+        stream_cls = UDPStream if spec.proto == "udp" else TCPStream
+        stream = stream_cls(
+            (spec.bind, spec.listen_port or 0),
+            spec.target,
+            options=self.options_for(spec),
+            name=f"{spec.origin.name}/{spec.alias}",
+        )
+        try:
+            await stream.serve()
+        except ListenError as exc:
+            message = (
+                f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"
+            )
+            previous = self.failed.get(spec.key)
+            if previous is None or previous[1] != message:
+                self._log(spec, "error", error=message)
+            self.failed[spec.key] = (spec, message)
+            return message
+        self.failed.pop(spec.key, None)
+        self.running[spec.key] = RunningRoute(spec, stream)
+        self._log(spec, "start", stream.local_addr[1])
+        return None
+
+    def _close_in_background(self, stream: Stream, **kwargs: object) -> None:
+        task = asyncio.create_task(stream.close(**kwargs), name=f"close {stream.local_addr}")  # type: ignore[arg-type]
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
+        """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
+        routes, self.running = list(self.running.values()), {}
+        for route in routes:
+            self._log(route.spec, "stop", route.bound_port)
+            if kill:
+                self._close_in_background(route.stream, on_stop="kill")
+            elif grace is not None:
+                self._close_in_background(route.stream, grace=min(grace, route.spec.drain_timeout))
+            else:
+                self._close_in_background(route.stream)
+        if self._closing:
+            await asyncio.wait(set(self._closing))

@@ -1,0 +1,169 @@
+"""The reconciler: keeps the index of known containers and static routes, and on every change
+runs one pass: parse -> desired (conflicts) -> plan -> manager.apply.
+
+Input arrives incrementally (one container at a time); each pass decides on the full state,
+so a missed event heals on the next pass. Changes during a pass fold into one more pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from godoxy_streams.containers import ContainerInfo
+from godoxy_streams.desired import Conflict, build_desired, identity
+from godoxy_streams.errors import LabelError
+from godoxy_streams.labels import ParseContext, ParseResult, parse_container
+from godoxy_streams.manager import ApplyReport, StreamManager
+from godoxy_streams.model import RouteSpec
+from godoxy_streams.plan import make_plan
+
+EngineKey = tuple[str, str]  # (engine, container id)
+
+
+@dataclass
+class ContainerEntry:
+    info: ContainerInfo
+    result: ParseResult
+
+    @property
+    def serving(self) -> bool:
+        return self.info.running
+
+
+@dataclass
+class PassReport:
+    """What the last pass decided, for the status API."""
+
+    conflicts: tuple[Conflict, ...] = ()
+    applied: ApplyReport = field(default_factory=ApplyReport)
+    finished_at: float = 0.0
+    duration: float = 0.0
+
+
+class Reconciler:
+    def __init__(self, manager: StreamManager, ctx: ParseContext) -> None:
+        self.manager = manager
+        self.ctx = ctx
+        self.containers: dict[EngineKey, ContainerEntry] = {}
+        self.static = ParseResult()
+        self.own_ids: set[str] = set()
+        self.last = PassReport()
+        self.passes = 0
+        self._dirty = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._noted: set[str] = set()
+        self._conflicts_seen: set[tuple[object, ...]] = set()
+
+    # -- input -----------------------------------------------------------------------------
+    def _parse(self, info: ContainerInfo) -> ParseResult:
+        result = parse_container(info, self.ctx)
+        for note in result.notes:
+            if note not in self._noted:
+                self._noted.add(note)
+                logger.info(note)
+        return result
+
+    def update(self, info: ContainerInfo) -> None:
+        key = (info.engine, info.id)
+        entry = self.containers.get(key)
+        if entry is not None and entry.info == info:
+            return
+        result = self._parse(info)
+        if info.running and (entry is None or entry.result.errors != result.errors):
+            for error in result.errors:
+                logger.bind(container=info.name, label=error.label).warning(f"invalid: {error}")
+        self.containers[key] = ContainerEntry(info, result)
+        self.mark_dirty()
+
+    def remove(self, engine: str, container_id: str) -> None:
+        if self.containers.pop((engine, container_id), None) is not None:
+            self.mark_dirty()
+
+    def replace_engine(self, engine: str, infos: list[ContainerInfo]) -> None:
+        """A full list from one engine: update what changed, forget what is gone."""
+        seen = {info.id for info in infos}
+        for key in [k for k in self.containers if k[0] == engine and k[1] not in seen]:
+            del self.containers[key]
+            self.mark_dirty()
+        for info in infos:
+            self.update(info)
+        self.mark_dirty()
+
+    def set_static(self, result: ParseResult) -> None:
+        for error in result.errors:
+            logger.warning(f"invalid static route: {error}")
+        self.static = result
+        self.mark_dirty()
+
+    def set_context(self, ctx: ParseContext) -> None:
+        if ctx == self.ctx:
+            return
+        self.ctx = ctx
+        for key, entry in list(self.containers.items()):
+            self.containers[key] = ContainerEntry(entry.info, self._parse(entry.info))
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    # -- decision --------------------------------------------------------------------------
+    def candidates(self) -> list[RouteSpec]:
+        routes = list(self.static.routes)
+        for (_, cid), entry in sorted(self.containers.items()):
+            if entry.serving and cid not in self.own_ids:
+                routes.extend(entry.result.routes)
+        return routes
+
+    def label_errors(self) -> list[LabelError]:
+        errors = list(self.static.errors)
+        for entry in self.containers.values():
+            if entry.serving:
+                errors.extend(entry.result.errors)
+        return errors
+
+    async def reconcile(self) -> PassReport:
+        started = time.monotonic()
+        running = self.manager.running_specs()
+        desired = build_desired(self.candidates(), holders=running.values())
+        applied = await self.manager.apply(make_plan(desired.routes, running))
+        for conflict in desired.conflicts:
+            seen = (identity(conflict.route), conflict.route.key, identity(conflict.holder))
+            if seen not in self._conflicts_seen:
+                spec = conflict.route
+                logger.bind(
+                    protocol=spec.scheme,
+                    listen=str(spec.key),
+                    action="conflict",
+                    route=spec.alias,
+                    source=spec.origin.name,
+                ).warning(f"route conflict: {conflict.message}")
+        self._conflicts_seen = {
+            (identity(c.route), c.route.key, identity(c.holder)) for c in desired.conflicts
+        }
+        self.last = PassReport(desired.conflicts, applied, time.time(), time.monotonic() - started)
+        self.passes += 1
+        async with self._changed:
+            self._changed.notify_all()
+        return self.last
+
+    async def run(self) -> None:
+        """Reconcile whenever something changed, one pass at a time, forever."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # a bug in one pass must not stop the daemon
+                logger.exception("reconcile pass failed; retrying on the next change")
+
+    async def wait_for_pass(self, after: int, timeout: float) -> bool:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.passes > after), timeout)
+            except TimeoutError:
+                return False
+        return True

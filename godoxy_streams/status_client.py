@@ -1,0 +1,61 @@
+"""``godoxy-streams routes``: ask a running daemon's status API and print its routes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from godoxy_streams.settings import api_address
+
+
+def fetch_routes(api: str, timeout: float = 5.0) -> dict[str, Any]:
+    host, port = api_address(api)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/api/routes"
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local API)
+        document: dict[str, Any] = json.load(response)
+    return document
+
+
+def render_routes(document: dict[str, Any]) -> str:
+    header = ("ALIAS", "SCHEME", "LISTEN", "TARGET", "STATE", "ACTIVE", "IN", "OUT", "SOURCE")
+    rows = [header]
+    for r in document.get("routes", []):
+        rows.append(
+            (
+                str(r["alias"]),
+                str(r["scheme"]),
+                f"{r['bind']}:{r['listen_port'] or '-'}",
+                f"{r['target_host']}:{r['target_port']}",
+                str(r["state"]),
+                str(r["active"]),
+                str(r["bytes_in"]),
+                str(r["bytes_out"]),
+                str(r["container"]),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    for r in document.get("routes", []):
+        if r.get("error"):
+            lines.append(f"{r['state']}: {r['alias']} ({r['container']}): {r['error']}")
+    for e in document.get("errors", []):
+        lines.append(
+            f"invalid: container {e['container']!r} label {e['label']}={e['value']!r}: "
+            f"{e['message']}"
+        )
+    return "\n".join(lines)
+
+
+def show_routes(api: str, *, as_json: bool) -> int:
+    try:
+        document = fetch_routes(api)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        print(f"godoxy-streams: no daemon answers at {api}: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(document, indent=2) if as_json else render_routes(document))
+    return 0

@@ -1,0 +1,167 @@
+"""The watcher: one per Docker engine. Lists containers, follows the engine's events and feeds
+the reconciler one container at a time; survives the engine going away.
+
+On start and on every reconnect it relists; between, only the containers named in events are
+re-inspected, in batches gathered over a short window. A periodic full relist catches anything
+the event stream missed. An unreachable engine is a state (logged once per change), retried
+with capped exponential backoff; running routes are left alone meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+
+from loguru import logger
+
+from godoxy_streams.docker_source import DockerSource, EngineEvent, own_container_id
+from godoxy_streams.errors import EngineError
+from godoxy_streams.reconciler import Reconciler
+from godoxy_streams.settings import Settings
+
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+@dataclass
+class SourceState:
+    """What the status API says of one engine."""
+
+    name: str
+    endpoint: str
+    state: str = "connecting"  # connecting, connected, disconnected
+    since: float = 0.0
+    error: str | None = None
+    synced: bool = False  # the first sync completed or failed once
+    version: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "state": self.state,
+            "since": self.since,
+            "error": self.error,
+            "version": self.version,
+        }
+
+
+class Watcher:
+    def __init__(
+        self, endpoint: str, reconciler: Reconciler, settings: Settings, *, engine: str = "local"
+    ) -> None:
+        self.endpoint = endpoint
+        self.engine = engine
+        self.reconciler = reconciler
+        self.settings = settings
+        self.status = SourceState(engine, endpoint, since=time.time())
+        self.synced = asyncio.Event()
+        self._warned_network = False
+
+    def _set(self, state: str, error: str | None = None) -> None:
+        if state != self.status.state:
+            self.status.state, self.status.since = state, time.time()
+        self.status.error = error
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            source = DockerSource(self.endpoint, engine=self.engine)
+            try:
+                version = await source.connect()
+                self.status.version = str(version.get("Version", ""))
+                since = time.time() - 1
+                await self._sync(source)
+                if self.status.state == "disconnected":
+                    logger.info(f"Docker engine {self.endpoint} is back; resynced")
+                else:
+                    logger.info(f"Docker engine {self.endpoint} connected ({self.status.version})")
+                self._set("connected")
+                attempt = 0
+                await self._follow(source, since)
+            except EngineError as exc:
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                if self.status.state != "disconnected":
+                    logger.warning(
+                        f"Docker engine unreachable ({exc}); running routes stay up; "
+                        f"retrying with backoff up to {BACKOFF[-1]:.0f}s"
+                    )
+                self._set("disconnected", str(exc))
+                self._mark_synced()
+                await asyncio.sleep(delay)
+            finally:
+                await source.close()
+
+    def _mark_synced(self) -> None:
+        self.status.synced = True
+        self.synced.set()
+
+    async def _sync(self, source: DockerSource) -> None:
+        infos = await source.list_containers()
+        own = own_container_id()
+        if own:
+            mine = next((i for i in infos if i.id == own), None)
+            if mine is not None:
+                self.reconciler.own_ids.add(mine.id)
+                networks = frozenset(n for n, ip in mine.networks.items() if ip)
+                ctx = self.reconciler.ctx
+                if ctx.own_networks != networks:
+                    self.reconciler.set_context(replace(ctx, own_networks=networks))
+                if not mine.host_network and not self._warned_network:
+                    self._warned_network = True
+                    logger.warning(
+                        f"godoxy-streams runs in network mode {mine.network_mode!r}: its "
+                        "listeners appear on the host only through published ports; "
+                        "run it with network_mode: host"
+                    )
+        self.reconciler.replace_engine(self.engine, infos)
+        self._mark_synced()
+
+    async def _follow(self, source: DockerSource, since: float) -> None:
+        pending: set[str] = set()
+        wake = asyncio.Event()
+
+        async def collect() -> None:
+            async for event in source.events(since=since):
+                self._note(event)
+                pending.add(event.container_id)
+                wake.set()
+
+        async def flush() -> None:
+            while True:
+                await wake.wait()
+                if self.settings.coalesce_window:
+                    await asyncio.sleep(self.settings.coalesce_window)
+                wake.clear()
+                ids = list(pending)
+                pending.clear()
+                infos = await asyncio.gather(*(source.inspect(cid) for cid in ids))
+                for cid, info in zip(ids, infos, strict=True):
+                    if info is None:
+                        self.reconciler.remove(self.engine, cid)
+                    else:
+                        self.reconciler.update(info)
+
+        async def resync() -> None:
+            while True:
+                await asyncio.sleep(self.settings.resync_interval)
+                await self._sync(source)
+
+        tasks = [
+            asyncio.create_task(collect(), name=f"events of {self.endpoint}"),
+            asyncio.create_task(flush(), name=f"inspect for {self.endpoint}"),
+            asyncio.create_task(resync(), name=f"resync of {self.endpoint}"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise EngineError("the event stream ended")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _note(self, event: EngineEvent) -> None:
+        logger.debug(f"engine event {event.kind} {event.action} {event.container_id[:12]}")
