@@ -1,0 +1,78 @@
+"""``godoxy-streams check`` as a user runs it: exit codes, table, JSON shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from godoxy_streams.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_check_compose_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--compose", str(ROOT / "compose.example.yml")]) == 0
+    out = capsys.readouterr().out
+    assert "ssh    tcp     0.0.0.0:2222  ssh:22" in out and "3 route(s), 0 error(s)" in out
+
+
+def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--json", "--compose", str(ROOT / "compose.example.yml")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["errors"] == []
+    assert doc["routes"][0] == {
+        "alias": "ssh",
+        "scheme": "tcp",
+        "bind": "0.0.0.0",
+        "listen_port": 2222,
+        "target_host": "ssh",
+        "target_port": 22,
+        "container": "ssh",
+    }
+    assert {r["scheme"] for r in doc["routes"] if r["alias"] == "dns"} == {"tcp", "udp"}
+
+
+def test_check_broken_label_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "compose.yml"
+    broken.write_text((ROOT / "compose.example.yml").read_text().replace("2222:22", "2222:22x"))
+    assert main(["check", "--compose", str(broken)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        'error: container "ssh": label proxy.ssh.port="2222:22x": '
+        "expected [LISTEN:]TARGET with ports 1-65535"
+    ) in out
+
+
+def test_check_predicts_conflicts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        "services:\n  a: {labels: {proxy.a.port: '9000:1'}}\n"
+        "  b: {labels: {proxy.b.port: '9000:2'}}\n"
+    )
+    assert main(["check", "--json", "--compose", str(compose)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["routes"]) == 1 and "conflict" in doc["errors"][0]["message"]
+
+
+def test_check_routes_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routes = tmp_path / "routes.yml"
+    routes.write_text("routes:\n  ssh-proxy: {scheme: tcp4, host: 10.0.0.5, port: 2222:22}\n")
+    assert main(["check", "--routes", str(routes)]) == 0
+    assert "file:ssh-proxy" in capsys.readouterr().out
+
+
+def test_bad_setting_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--default-bind", "nope", "--compose", "x"]) == 2
+    assert "setting default_bind" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and "godoxy-streams" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--routes FILE" in out and "--no-docker" in out

@@ -1,0 +1,56 @@
+"""One settings schema: defaults < YAML file < environment < flags; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from godoxy_streams.errors import ConfigError
+from godoxy_streams.settings import Settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    s = Settings.load()
+    assert (s.api, s.namespace, s.default_bind) == ("127.0.0.1:8899", "proxy", "0.0.0.0")
+    assert s.docker == ("unix:///var/run/docker.sock",) and s.limits.dial_timeout == 5.0
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    assert Settings.load().docker == ("tcp://127.0.0.1:2375",)
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("namespace: fromfile\napi: 127.0.0.1:1\nlimits: {dial_timeout: 2}\n")
+    monkeypatch.setenv("GODOXY_STREAMS_API", "127.0.0.1:2")
+    monkeypatch.setenv("GODOXY_STREAMS_LIMITS__DIAL_TIMEOUT", "3")
+    monkeypatch.setenv("GODOXY_STREAMS_ALLOWED_TARGETS", "10.0.0.0/8, db.internal")
+    s = Settings.load(config, api="127.0.0.1:3")
+    assert s.namespace == "fromfile" and s.api == "127.0.0.1:3"
+    assert s.limits.dial_timeout == 3.0
+    assert s.allowed_targets == ("10.0.0.0/8", "db.internal")
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"default_bind": "nope"}, "setting default_bind: Value error, expected an IP address"),
+        ({"api": "nowhere"}, "setting api"),
+        ({"proxy_protocol_trusted": ("10.0.0.0/33",)}, "not an IP address or CIDR"),
+        ({"log": {"level": "LOUD"}}, "setting log.level"),
+        ({"bogus": 1}, "setting bogus"),
+    ],
+)
+def test_bad_values_are_config_errors(flags: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as info:
+        Settings.load(**flags)
+    assert needle in str(info.value)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        Settings.load(tmp_path / "missing.yml")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        Settings.load(bad)
