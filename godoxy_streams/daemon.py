@@ -22,6 +22,7 @@ from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.labels import ParseContext
 from godoxy_streams.logs import setup_logging
 from godoxy_streams.manager import StreamManager
+from godoxy_streams.metrics import Metrics
 from godoxy_streams.reconciler import Reconciler
 from godoxy_streams.settings import Settings, api_address
 from godoxy_streams.status import build_app
@@ -152,9 +153,10 @@ class Daemon:
     # -- status API ------------------------------------------------------------------------
     async def _start_api(self) -> None:
         host, port = api_address(self.settings.api)
-        app = build_app(
-            self.reconciler, lambda: [w.status for w in self.watchers], lambda: self._static_synced
-        )
+        sources = lambda: [w.status for w in self.watchers]  # noqa: E731
+        metrics = Metrics(self.reconciler, sources)
+        self.reconciler.on_pass = lambda report: metrics.observe_pass(report.duration)
+        app = build_app(self.reconciler, sources, lambda: self._static_synced, metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

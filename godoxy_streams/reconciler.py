@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -53,6 +54,7 @@ class Reconciler:
         self.own_ids: set[str] = set()
         self.last = PassReport()
         self.passes = 0
+        self.on_pass: Callable[[PassReport], None] | None = None
         self._dirty = asyncio.Event()
         self._changed = asyncio.Condition()
         self._noted: set[str] = set()
@@ -146,6 +148,8 @@ class Reconciler:
         }
         self.last = PassReport(desired.conflicts, applied, time.time(), time.monotonic() - started)
         self.passes += 1
+        if self.on_pass is not None:
+            self.on_pass(self.last)
         async with self._changed:
             self._changed.notify_all()
         return self.last

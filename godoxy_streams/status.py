@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from godoxy_streams.metrics import Metrics
 from godoxy_streams.reconciler import ContainerEntry, Reconciler
 from godoxy_streams.watcher import SourceState
 
@@ -94,7 +95,10 @@ def routes_document(reconciler: Reconciler) -> dict[str, Any]:
 
 
 def build_app(
-    reconciler: Reconciler, sources: SourceList, static_synced: Callable[[], bool]
+    reconciler: Reconciler,
+    sources: SourceList,
+    static_synced: Callable[[], bool],
+    metrics: Metrics | None = None,
 ) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         states = list(sources())
@@ -110,7 +114,13 @@ def build_app(
     async def api_routes(_: web.Request) -> web.Response:
         return web.json_response(routes_document(reconciler))
 
+    async def prometheus(_: web.Request) -> web.Response:
+        assert metrics is not None
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/routes", api_routes)
+    if metrics is not None:
+        app.router.add_get("/metrics", prometheus)
     return app

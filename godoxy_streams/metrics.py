@@ -1,0 +1,116 @@
+"""Prometheus metrics at ``GET /metrics``: read at scrape time from the engine's plain
+counters, so the data path never calls into the metrics library.
+
+Per route (labelled by alias, scheme, listen and source): connections or sessions total and
+active, bytes each way, dial errors by reason, refusals and UDP drops, and the route's state.
+Daemon-wide: routes by state, engine connectivity, last sync time, reconcile durations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from godoxy_streams.reconciler import Reconciler
+from godoxy_streams.watcher import SourceState
+
+ROUTE_LABELS = ("alias", "scheme", "listen", "source")
+PREFIX = "godoxy_streams"
+
+
+class DaemonCollector(Collector):
+    def __init__(self, reconciler: Reconciler, sources: Callable[[], Sequence[SourceState]]):
+        self.reconciler = reconciler
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        def counter(name: str, doc: str, extra: Sequence[str] = ()) -> CounterMetricFamily:
+            return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[*ROUTE_LABELS, *extra])
+
+        def gauge(name: str, doc: str, labels: Sequence[str] = ROUTE_LABELS) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+
+        total = counter("connections", "TCP connections accepted / UDP sessions created")
+        active = gauge("connections_active", "open TCP connections / live UDP sessions")
+        traffic = counter("bytes", "bytes relayed", ("direction",))
+        dial = counter("dial_errors", "upstream dial failures", ("reason",))
+        refused = counter("refused", "connections or sessions refused before dialling")
+        table_full = counter("udp_sessions_refused", "UDP sessions refused: table full")
+        dropped = counter("udp_datagrams_dropped", "UDP datagrams dropped")
+        state = gauge("route_state", "1 for the route's current state", [*ROUTE_LABELS, "state"])
+        by_state: dict[str, int] = {"running": 0, "error": 0, "conflict": 0}
+
+        for route in self.reconciler.manager.running.values():
+            spec, stats = route.spec, route.stream.stats
+            host = f"[{spec.bind}]" if ":" in spec.bind else spec.bind
+            key = [spec.alias, spec.scheme, f"{host}:{route.bound_port}", spec.origin.name]
+            total.add_metric(key, stats.total)
+            active.add_metric(key, stats.active)
+            traffic.add_metric([*key, "client_to_upstream"], stats.bytes_in)
+            traffic.add_metric([*key, "upstream_to_client"], stats.bytes_out)
+            for reason, count in stats.dial_errors.items():
+                dial.add_metric([*key, reason], count)
+            refused.add_metric(key, stats.refused)
+            if spec.proto == "udp":
+                table_full.add_metric(key, stats.sessions_refused)
+                dropped.add_metric(key, stats.dropped)
+            state.add_metric([*key, "running"], 1)
+            by_state["running"] += 1
+        for spec, _ in self.reconciler.manager.failed.values():
+            key = [
+                spec.alias,
+                spec.scheme,
+                f"{spec.bind}:{spec.listen_port or 0}",
+                spec.origin.name,
+            ]
+            state.add_metric([*key, "error"], 1)
+            by_state["error"] += 1
+        for conflict in self.reconciler.last.conflicts:
+            spec = conflict.route
+            key = [
+                spec.alias,
+                spec.scheme,
+                f"{spec.bind}:{spec.listen_port or 0}",
+                spec.origin.name,
+            ]
+            state.add_metric([*key, "conflict"], 1)
+            by_state["conflict"] += 1
+        yield from (total, active, traffic, dial, refused, table_full, dropped, state)
+
+        routes = gauge("routes", "routes by state", ["state"])
+        for name, count in by_state.items():
+            routes.add_metric([name], count)
+        yield routes
+        invalid = gauge("invalid_routes", "routes rejected for invalid labels", [])
+        invalid.add_metric([], len(self.reconciler.label_errors()))
+        yield invalid
+        engines = gauge("docker_connected", "1 while the Docker engine answers", ["engine"])
+        for source in self.sources():
+            engines.add_metric([source.name], 1 if source.state == "connected" else 0)
+        yield engines
+        last = gauge("last_sync_timestamp_seconds", "when the last reconcile pass finished", [])
+        last.add_metric([], self.reconciler.last.finished_at)
+        yield last
+
+
+class Metrics:
+    """The registry of one daemon: its collector plus the reconcile-duration histogram."""
+
+    def __init__(self, reconciler: Reconciler, sources: Callable[[], Sequence[SourceState]]):
+        self.registry = CollectorRegistry()
+        self.registry.register(DaemonCollector(reconciler, sources))
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "time of one reconcile pass (parse, plan, apply)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+
+    def observe_pass(self, seconds: float) -> None:
+        self.reconcile_duration.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
