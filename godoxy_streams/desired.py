@@ -27,9 +27,10 @@ class Conflict:
 
     @property
     def message(self) -> str:
+        wanted, held = self.route.key, self.holder.key
+        socket = f"listen socket {wanted}" + (f" overlaps {held}, which" if wanted != held else "")
         return (
-            f"listen socket {self.route.key} overlaps {self.holder.key}, held by "
-            f'{self.holder.origin.name} (route "{self.holder.alias}"); '
+            f'{socket} is held by {self.holder.origin.name} (route "{self.holder.alias}"); '
             "this route takes over when the holder goes away"
         )
 

@@ -107,6 +107,7 @@ class DockerSource:
         if since is not None:
             params["since"] = str(int(since))
         subscriber = events.subscribe(**params)  # type: ignore[no-untyped-call]
+        task = events.task
         try:
             while True:
                 raw = await subscriber.get()
@@ -116,8 +117,10 @@ class DockerSource:
                 if event is not None:
                     yield event
         finally:
-            await events.stop()  # type: ignore[no-untyped-call]
-        task = events.task
+            try:
+                await events.stop()  # type: ignore[no-untyped-call]
+            except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError):
+                pass  # the stream's own failure is reported below
         reason = "the event stream ended"
         if task is not None and task.done() and not task.cancelled() and task.exception():
             reason = f"the event stream failed: {task.exception()}"

@@ -10,7 +10,7 @@ from godoxy_streams.settings import LogSettings
 
 TEXT_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-    "<level>{message}</level>{extra_text}"
+    "<level>{message}</level>{extra[extra_text]}"
 )
 
 

@@ -79,7 +79,9 @@ class Watcher:
                 self._set("connected")
                 attempt = 0
                 await self._follow(source, since)
-            except EngineError as exc:
+            except Exception as exc:  # an outage, or a surprise: either way a state, not a crash
+                if not isinstance(exc, EngineError):
+                    logger.opt(exception=exc).error("unexpected error talking to the engine")
                 delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
                 attempt += 1
                 if self.status.state != "disconnected":
