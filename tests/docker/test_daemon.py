@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.docker.daemon_kit import DaemonProcess, unique_namespace
+from tests.daemon_kit import DaemonProcess, unique_namespace
 from tests.docker.engine_proxy import EngineProxy
 from tests.docker.kit import whoami_tcp, whoami_udp
 from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange, udp_exchange

@@ -1,0 +1,149 @@
+"""The daemon without Docker: static routes, reload on SIGHUP and on change, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_kit import DaemonProcess, unique_namespace
+from tests.echo_server import echo_server
+from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange
+
+LOCAL = "127.0.0.1"
+
+
+def routes_yaml(**routes: tuple[int, int]) -> str:
+    lines = ["routes:"]
+    for name, (listen, target) in routes.items():
+        lines.append(f"  {name}: {{scheme: tcp, bind: {LOCAL}, port: '{listen}:{target}'}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[int, int]]:
+    with echo_server(b"one ") as one, echo_server(b"two ") as two:
+        yield one, two
+
+
+def whoami(port: int) -> bytes:
+    return tcp_exchange(LOCAL, port, b"whoami\n")
+
+
+def test_routes_file_reload_keeps_unchanged_routes(
+    tmp_path: Path, upstreams: tuple[int, int]
+) -> None:
+    one, two = upstreams
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(a=(p1, one), b=(p2, one)))
+    d = DaemonProcess(
+        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
+    ).start()
+    try:
+        assert whoami(p1) == b"one whoami\n" and whoami(p2) == b"one whoami\n"
+        with socket.create_connection((LOCAL, p1), timeout=5) as live:
+            # b moves to the other upstream (a retarget), c is new, a is unchanged.
+            routes.write_text(routes_yaml(a=(p1, one), b=(p2, two), c=(p3, two)))
+            eventually(lambda: tcp_connectable(LOCAL, p3), what="file change picked up")
+            assert whoami(p2) == b"two whoami\n"
+            live.sendall(b"still alive\n")
+            assert live.recv(100) == b"still alive\n"
+            # SIGHUP reloads too: drop c.
+            routes.write_text(routes_yaml(a=(p1, one), b=(p2, two)))
+            assert d.proc is not None
+            d.proc.send_signal(signal.SIGHUP)
+            eventually(lambda: not tcp_connectable(LOCAL, p3), what="SIGHUP reload")
+            live.sendall(b"and now\n")
+            assert live.recv(100) == b"and now\n"
+        log = d.log()
+        assert f"listen={LOCAL}:{p1} " in log and log.count("action=start route=a ") == 1
+        assert "action=retarget route=b" in log
+    finally:
+        assert d.stop() == 0
+
+
+def test_bad_routes_file_keeps_previous_routes(tmp_path: Path, upstreams: tuple[int, int]) -> None:
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(a=(port, upstreams[0])))
+    d = DaemonProcess(
+        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
+    ).start()
+    try:
+        routes.write_text("routes: [this is: not: valid")
+        d.wait_for_log("routes file not loaded, keeping the previous routes")
+        assert whoami(port) == b"one whoami\n" and d.alive
+    finally:
+        assert d.stop() == 0
+
+
+def test_sigterm_closes_listeners_and_drains_live_connections(
+    tmp_path: Path, upstreams: tuple[int, int]
+) -> None:
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(
+        f"routes:\n  a: {{scheme: tcp, bind: {LOCAL}, port: '{port}:{upstreams[0]}', "
+        "drain_timeout: 30s}\n"
+    )
+    d = DaemonProcess(
+        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
+    ).start()
+    assert d.proc is not None
+    with socket.create_connection((LOCAL, port), timeout=5) as live:
+        live.sendall(b"before\n")
+        assert live.recv(100) == b"before\n"
+        d.proc.send_signal(signal.SIGTERM)
+        eventually(lambda: not tcp_connectable(LOCAL, port), what="listener closed at once")
+        live.sendall(b"during drain\n")
+        assert live.recv(100) == b"during drain\n"
+        assert d.alive, "the daemon waits for the live connection"
+        live.shutdown(socket.SHUT_WR)
+        assert live.recv(100) == b""
+    assert d.proc.wait(timeout=10) == 0
+    assert "received SIGTERM" in d.log() and "stopped" in d.log()
+
+
+def test_second_signal_cuts_live_connections(tmp_path: Path, upstreams: tuple[int, int]) -> None:
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(a=(port, upstreams[0])))
+    d = DaemonProcess(
+        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
+    ).start()
+    assert d.proc is not None
+    with socket.create_connection((LOCAL, port), timeout=5) as live:
+        live.sendall(b"x")
+        assert live.recv(10) == b"x"
+        d.proc.send_signal(signal.SIGTERM)
+        d.wait_for_log("shutting down")
+        d.proc.send_signal(signal.SIGINT)
+        assert d.proc.wait(timeout=10) == 0
+        live.settimeout(5)
+        try:
+            ended = live.recv(10) == b""
+        except ConnectionResetError:
+            ended = True
+        assert ended, "the live connection was cut"
+    assert "second signal: cutting live connections" in d.log()
+
+
+def test_config_command_prints_effective_settings(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "godoxy_streams", "config", "--api", "127.0.0.1:9999"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"GODOXY_STREAMS_NAMESPACE": "fromenv", "PATH": "/usr/bin:/bin"},
+    )
+    config = json.loads(out.stdout)
+    assert config["api"] == "127.0.0.1:9999" and config["namespace"] == "fromenv"
