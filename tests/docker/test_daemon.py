@@ -255,3 +255,27 @@ def test_daemon_starts_without_engine_and_serves_static_routes(
     )
     assert "st" in out.stdout and f"{port}" in out.stdout and "running" in out.stdout
     assert d.log().count("Docker engine unreachable") == 1
+
+
+def test_address_change_is_followed_by_retarget(
+    daemon: Daemon, run_container: Any, make_network: Any, ns: str
+) -> None:
+    from tests.docker.kit import container_ip
+
+    first, second = make_network(), make_network()
+    port = free_port()
+    d = daemon()
+    box = run_container(
+        labels={f"{ns}.moving.port": f"{port}:7"}, command=["--tag", "mover"], network=first.name
+    )
+    eventually(lambda: whoami_tcp(LOCAL, port) == "mover", what="route on the first network")
+    old_ip = container_ip(box, first)
+    second.connect(box)
+    first.disconnect(box)
+    box.reload()
+    new_ip = container_ip(box, second)
+    assert new_ip != old_ip
+    eventually(lambda: (d.route("moving") or {}).get("target_host") == new_ip, what="retargeted")
+    assert whoami_tcp(LOCAL, port) == "mover"
+    d.wait_for_log("action=retarget route=moving")
+    assert d.log().count("action=start route=moving") == 1
