@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
@@ -80,6 +80,16 @@ class Reconciler:
                 logger.bind(container=info.name, label=error.label).warning(f"invalid: {error}")
         self.containers[key] = ContainerEntry(info, result)
         self.mark_dirty()
+
+    def set_state(self, engine: str, container_id: str, state: str) -> None:
+        """What an event says for sure (``die``, ``pause``) before an inspect confirms it: the
+        engine may hold the container for a second of cleanup, its routes must not wait."""
+        entry = self.containers.get((engine, container_id))
+        if entry is not None and entry.info.state != state:
+            self.containers[(engine, container_id)] = ContainerEntry(
+                replace(entry.info, state=state), entry.result
+            )
+            self.mark_dirty()
 
     def remove(self, engine: str, container_id: str) -> None:
         if self.containers.pop((engine, container_id), None) is not None:

@@ -21,6 +21,7 @@ from godoxy_streams.reconciler import Reconciler
 from godoxy_streams.settings import Settings
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+STOPPING = {"die": "exited", "pause": "paused", "destroy": "removed"}
 
 
 @dataclass
@@ -127,6 +128,10 @@ class Watcher:
         async def collect() -> None:
             async for event in source.events(since=since):
                 self._note(event)
+                if event.kind == "container" and event.action in STOPPING:
+                    self.reconciler.set_state(
+                        self.engine, event.container_id, STOPPING[event.action]
+                    )
                 pending.add(event.container_id)
                 wake.set()
 
