@@ -14,6 +14,7 @@ from aiohttp import web
 from godoxy_streams.metrics import Metrics
 from godoxy_streams.reconciler import ContainerEntry, Reconciler
 from godoxy_streams.watcher import SourceState
+from godoxy_streams.webui import add_ui
 
 SourceList = Callable[[], Sequence[SourceState]]
 
@@ -123,4 +124,5 @@ def build_app(
     app.router.add_get("/api/routes", api_routes)
     if metrics is not None:
         app.router.add_get("/metrics", prometheus)
+    add_ui(app)
     return app

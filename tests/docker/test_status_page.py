@@ -1,0 +1,163 @@
+"""The status page (``GET /``) in a real headless browser: Debian's chromium driven by
+selenium, against the real daemon and real containers. Only 127.0.0.1 is contacted.
+
+Skips without chromium/chromedriver/selenium (fails under REQUIRE_DOCKER=1, like the Docker
+gate). Every wait is an explicit WebDriverWait on what the page shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.daemon_kit import DaemonProcess, unique_namespace
+from tests.helpers import docker_unavailable, free_port
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WAIT = 20.0
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # root in a container
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--window-size=1400,900",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-features=Translate,OptimizationHints,MediaRouter",
+    # Nothing but loopback: every host name resolves to nothing.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+)
+
+ROWS_JS = """
+return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map((tr) => ({
+  data: Object.assign({}, tr.dataset),
+  cells: [...tr.cells].map((td) => td.innerText.trim()),
+}));
+"""
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as e:
+        docker_unavailable(f"selenium is not installed ({e}); pip install 'selenium>=4.20,<5'")
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if missing:
+        docker_unavailable(
+            f"{' and '.join(missing)} missing; apt-get install chromium chromium-driver"
+        )
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "driver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, docker_client: Any) -> Iterator[DaemonProcess]:
+    process = DaemonProcess(tmp_path, namespace=unique_namespace())
+    process.start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"daemon exited {code}\n{process.log()[-4000:]}"
+
+
+def rows(driver: WebDriver, table: str) -> list[dict[str, Any]]:
+    """The rows of a table as the user sees them, read in one atomic script call."""
+    return list(driver.execute_script(ROWS_JS, f"#{table}"))
+
+
+def wait_for(driver: WebDriver, what: str, condition: Any) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, f"page never {what}")
+
+
+def route_row(driver: WebDriver, alias: str) -> dict[str, Any] | None:
+    return next((r for r in rows(driver, "routes") if r["data"].get("alias") == alias), None)
+
+
+def test_status_page_shows_routes_errors_and_updates_live(
+    daemon: DaemonProcess, run_container: Any, browser: WebDriver, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    ns = daemon.namespace
+    port, late_port = free_port(), free_port()
+    good = run_container(labels={f"{ns}.echo.port": f"{port}:7"})
+    bad = run_container(labels={f"{ns}.bad.scheme": "tcp", f"{ns}.bad.port": "22x"})
+
+    browser.get(f"http://127.0.0.1:{daemon.api_port}/")
+    assert browser.title == "godoxy-streams"
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+
+    def echo_running(d: WebDriver) -> dict[str, Any] | None:
+        row = route_row(d, "echo")
+        return row if row and row["data"]["state"] == "running" else None
+
+    echo = wait_for(browser, "showed the echo route running", echo_running)
+    alias, scheme, listen, target, container, state, error, active, *_ = echo["cells"]
+    assert (alias, scheme, state, error) == ("echo", "tcp", "running", "")
+    assert listen == f"127.0.0.1:{port}" and target.endswith(":7") and container == good.name
+    row = browser.find_element(By.CSS_SELECTOR, '#routes tr[data-alias="echo"]')
+    assert row.is_displayed() and "running" in row.text
+
+    errors = wait_for(browser, "showed the label error", lambda d: rows(d, "errors"))
+    (bad_row,) = [r for r in errors if r["data"].get("label") == f"{ns}.bad.port"]
+    assert bad_row["cells"][:3] == [bad.name, f"{ns}.bad.port", "22x"]
+    assert "expected [LISTEN:]TARGET" in bad_row["cells"][3]
+    assert browser.find_element(By.ID, "errors").find_element(By.TAG_NAME, "th").text
+
+    containers = {r["data"]["name"]: r["cells"] for r in rows(browser, "containers")}
+    assert containers[good.name][4] == "yes" and "1 route(s) running" in containers[good.name][5]
+    assert containers[bad.name][4] == "no" and "invalid label" in containers[bad.name][5]
+    health = browser.find_element(By.ID, "sources").text
+    assert "connected" in health and "since" in health
+    assert browser.find_element(By.ID, "status").text == "ok"
+    assert not browser.find_element(By.ID, "offline").is_displayed()
+    shot = tmp_path / "status-page.png"
+    assert browser.save_screenshot(str(shot)), "screenshot failed"
+
+    # A container that appears later shows up without a reload, scroll position kept.
+    browser.set_window_size(1400, 400)
+    browser.execute_script("window.__notReloaded = true; window.scrollTo(0, 150);")
+    scroll = browser.execute_script("return window.scrollY;")
+    assert scroll > 0, "the page should scroll in a 400 px high window"
+    late = run_container(labels={f"{ns}.late.port": f"{late_port}:7"})
+
+    def late_running(d: WebDriver) -> dict[str, Any] | None:
+        row = route_row(d, "late")
+        return row if row and row["data"]["state"] == "running" else None
+
+    late_row = wait_for(browser, "showed the late container's route", late_running)
+    assert late_row["cells"][2] == f"127.0.0.1:{late_port}" and late_row["cells"][4] == late.name
+    assert browser.execute_script("return window.__notReloaded === true;"), "page reloaded"
+    assert browser.execute_script("return window.scrollY;") == scroll
+
+    # The daemon goes away: the page says so instead of silently showing stale data.
+    assert daemon.stop() == 0
+    offline = browser.find_element(By.ID, "offline")
+    wait_for(browser, "said the API is unreachable", lambda _: offline.is_displayed())
+    assert "Cannot reach" in offline.text and offline.get_attribute("role") == "alert"
+    assert route_row(browser, "echo") is not None, "last known routes stay visible"
