@@ -1,0 +1,1 @@
+"""Benchmark harness for godoxy-streams: `make bench` (see bench/README.md)."""

@@ -1,0 +1,32 @@
+"""Compile bench/loadgen.c into the git-ignored bench/out/ when it is missing or stale."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "loadgen.c"
+OUT = HERE / "out"
+BINARY = OUT / "loadgen"
+CFLAGS = ["-O2", "-pthread", "-Wall", "-Wextra"]
+
+
+def build_loadgen(force: bool = False) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    fresh = BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime
+    if fresh and not force:
+        return BINARY
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if not cc:
+        raise SystemExit("bench: no C compiler (gcc) found; run `make bench-deps`")
+    tmp = BINARY.with_suffix(".tmp")
+    cmd = [cc, *CFLAGS, "-o", str(tmp), str(SOURCE)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise SystemExit(f"bench: compiling loadgen failed:\n{' '.join(cmd)}\n{res.stderr}")
+    tmp.replace(BINARY)
+    print(f"bench: built {BINARY.relative_to(HERE.parent)} ({' '.join(CFLAGS)})")
+    return BINARY

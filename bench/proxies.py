@@ -1,0 +1,269 @@
+"""The proxies under test: direct loopback, HAProxy (16 KiB and 256 KiB buffers), nginx, ours.
+
+Each proxy is started fresh for every (round, scenario) pair and stopped right after it,
+so every measurement starts from a cold, empty process (the RSS figure in particular).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from bench import procs
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+REPO = HERE.parent
+NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+HOST = "127.0.0.1"
+START_DEADLINE_S = 20.0
+
+
+@dataclass(frozen=True)
+class Ports:
+    bulk: int
+    echo: int
+    udp: int
+
+
+class ProxyStartError(RuntimeError):
+    pass
+
+
+class Proxy:
+    """Base: a proxy that forwards listen ports to the backend's ports."""
+
+    name = "?"
+    description = "?"
+    udp = True  # can it forward UDP?
+    measured = True  # has a process of its own whose CPU and RSS we read
+
+    def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
+        self.listen = listen
+        self.backend = backend
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pids: list[int] = []
+        self.log = workdir / "logs" / f"{self.name}.log"
+
+    # --- to override ---
+    def unavailable(self) -> str | None:
+        """None when the proxy can run here, else why not."""
+        return None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    # --- common ---
+    def target(self) -> Ports:
+        return self.listen
+
+    def values(self) -> dict[str, object]:
+        return {
+            "bind": HOST,
+            "backend": HOST,
+            "bulk_port": self.listen.bulk,
+            "echo_port": self.listen.echo,
+            "udp_port": self.listen.udp,
+            "backend_bulk_port": self.backend.bulk,
+            "backend_echo_port": self.backend.echo,
+            "backend_udp_port": self.backend.udp,
+        }
+
+    def render(self, template: str, out_name: str, **extra: object) -> Path:
+        text = Template((TEMPLATES / template).read_text()).substitute(self.values(), **extra)
+        path = self.workdir / "conf" / out_name
+        path.write_text(text)
+        return path
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
+        argv = self.argv()
+        with open(self.log, "a") as f:
+            f.write(f"\n=== start: {' '.join(argv)}\n")
+        self.proc = procs.spawn(argv, log=self.log, cwd=REPO)
+        try:
+            ready = procs.wait_until(self._ready, START_DEADLINE_S, interval=0.05)
+            if not ready:
+                raise ProxyStartError(self._failure(f"not ready after {START_DEADLINE_S:g}s"))
+            self.pids = procs.tree_pids(self.proc.pid)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise ProxyStartError(self._failure(f"exited with {self.proc.returncode}"))
+        if not procs.tcp_accepts(HOST, self.listen.bulk):
+            return False
+        if not procs.tcp_accepts(HOST, self.listen.echo):
+            return False
+        return not self.udp or procs.udp_echoes(HOST, self.listen.udp)
+
+    def _failure(self, what: str) -> str:
+        tail = self._log_tail()
+        last = tail.splitlines()[-1] if tail.strip() else ""
+        return f"{self.name} {what}: {last} (log: {self.log})\n{tail}"
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc)
+            self.proc = None
+        self.pids = []
+
+
+class Direct(Proxy):
+    name = "direct"
+    description = "no proxy: client to backend over loopback (headroom)"
+    measured = False
+
+    def target(self) -> Ports:
+        return self.backend
+
+    def start(self) -> None:
+        self.pids = []
+
+    def stop(self) -> None:
+        pass
+
+
+class HAProxy(Proxy):
+    name = "haproxy"
+    description = "HAProxy, nbthread 1, default tune.bufsize (16 KiB)"
+    udp = False
+    bufsize: int | None = None
+
+    def unavailable(self) -> str | None:
+        return None if shutil.which("haproxy") else "haproxy not installed (make bench-deps)"
+
+    def argv(self) -> list[str]:
+        tune = f"    tune.bufsize {self.bufsize}" if self.bufsize else ""
+        pidfile = self.workdir / "conf" / f"{self.name}.pid"
+        cfg = self.render("haproxy.cfg", f"{self.name}.cfg", tune=tune, pidfile=pidfile)
+        return [shutil.which("haproxy") or "haproxy", "-db", "-f", str(cfg)]
+
+
+class HAProxy256k(HAProxy):
+    name = "haproxy-256k"
+    description = "HAProxy, nbthread 1, tune.bufsize 262144"
+    bufsize = 262144
+
+
+class Nginx(Proxy):
+    name = "nginx"
+    description = "nginx stream module, 1 worker (master + worker measured)"
+    buffer: str | None = None
+
+    def unavailable(self) -> str | None:
+        if not shutil.which("nginx"):
+            return "nginx not installed (make bench-deps)"
+        if not NGINX_STREAM_MODULE.exists():
+            return f"{NGINX_STREAM_MODULE} missing (apt-get install libnginx-mod-stream)"
+        return None
+
+    def argv(self) -> list[str]:
+        conf_dir = self.workdir / "conf"
+        buffer = f"    proxy_buffer_size {self.buffer};" if self.buffer else ""
+        cfg = self.render(
+            "nginx.conf",
+            f"{self.name}.conf",
+            stream_module=NGINX_STREAM_MODULE,
+            pidfile=conf_dir / f"{self.name}.pid",
+            error_log=self.log,
+            buffer=buffer,
+        )
+        nginx = shutil.which("nginx") or "nginx"
+        return [nginx, "-p", str(conf_dir), "-e", str(self.log), "-c", str(cfg)]
+
+
+class Nginx256k(Nginx):
+    """Opt-in: nginx with proxy_buffer_size 256k (default 16k), the peer of haproxy-256k."""
+
+    name = "nginx-256k"
+    description = "nginx stream module, 1 worker, proxy_buffer_size 256k (opt-in)"
+    buffer = "256k"
+
+
+def _ours_bin() -> Path:
+    return Path(sys.executable).parent / "godoxy-streams"
+
+
+_OURS_HELP: str | None = None
+
+
+def _ours_help() -> str:
+    """`godoxy-streams run --help`, or '' when that sub-command does not exist (yet)."""
+    global _OURS_HELP
+    if _OURS_HELP is None:
+        exe = _ours_bin()
+        text = ""
+        if exe.exists():
+            try:
+                res = subprocess.run(
+                    [str(exe), "run", "--help"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    stdin=subprocess.DEVNULL,
+                )
+                if res.returncode == 0:
+                    text = res.stdout
+            except (OSError, subprocess.TimeoutExpired):
+                text = ""
+        _OURS_HELP = text
+    return _OURS_HELP
+
+
+class Ours(Proxy):
+    name = "ours"
+    description = "godoxy-streams run --no-docker --routes FILE"
+
+    def unavailable(self) -> str | None:
+        help_text = _ours_help()
+        if not help_text:
+            return f"`{_ours_bin()} run --help` failed: the run command does not exist yet"
+        missing = [opt for opt in ("--no-docker", "--routes") if opt not in help_text]
+        if missing:
+            return f"`godoxy-streams run` has no {', '.join(missing)} option yet"
+        return None
+
+    def argv(self) -> list[str]:
+        routes = self.render("routes.yml", f"{self.name}-routes.yml")
+        argv = [str(_ours_bin()), "run", "--no-docker", "--routes", str(routes)]
+        help_text = _ours_help()
+        if "--api" in help_text:
+            argv += ["--api", "127.0.0.1:0"]  # never collide with a running instance
+        if "--log-level" in help_text:
+            argv += ["--log-level", "WARNING"]  # measure the data path, not log lines
+        return argv
+
+
+class PyRef(Proxy):
+    """Opt-in (--proxies ...,pyref): a naive asyncio proxy (bench/refproxy.py) with the same
+    routes file, used to check the "ours" code path before `godoxy-streams run` exists, and
+    as a floor for what plain asyncio does."""
+
+    name = "pyref"
+    description = "bench/refproxy.py: naive asyncio proxy, same routes file (opt-in)"
+
+    def argv(self) -> list[str]:
+        routes = self.render("routes.yml", f"{self.name}-routes.yml")
+        return [sys.executable, "-m", "bench.refproxy", "--routes", str(routes)]
+
+
+ALL: dict[str, type[Proxy]] = {
+    cls.name: cls for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, PyRef)
+}
+DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours"]
