@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stop starting new measurements after this long (default 25)",
     )
     p.add_argument("--rebuild", action="store_true", help="recompile the load generator")
+    p.add_argument(
+        "--time-to-route",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also measure how fast listeners follow containers (auto: when Docker answers)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.rounds = 1
@@ -247,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=1))
     print(f"\nraw rows: {out_path}")
+    if not interrupted and args.time_to_route != "off":
+        _time_to_route(required=args.time_to_route == "on", quick=args.quick)
     if interrupted:
         return 130
     if crashed:
@@ -328,3 +336,20 @@ def _conntrack_headroom(tag: str, row: dict[str, Any]) -> str:
         return ""
     now = procs.conntrack_usage() or usage
     return f"conntrack table {100 * now[0] // max(now[1], 1)}% full"
+
+
+def _time_to_route(*, required: bool, quick: bool) -> None:
+    """The engine-event-to-listener figures (bench/time_to_route.py), when Docker answers."""
+    import docker
+
+    try:
+        docker.from_env().close()
+    except docker.errors.DockerException as exc:
+        if required:
+            raise
+        print(f"\nbench: time-to-route skipped: no Docker engine answers ({exc})")
+        return
+    from bench import time_to_route
+
+    print("\n" + "=" * 100)
+    time_to_route.main(["--containers", "10", "--initial", "20"] if quick else [])
