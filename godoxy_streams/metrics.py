@@ -59,25 +59,12 @@ class DaemonCollector(Collector):
                 dropped.add_metric(key, stats.dropped)
             state.add_metric([*key, "running"], 1)
             by_state["running"] += 1
-        for spec, _ in self.reconciler.manager.failed.values():
-            key = [
-                spec.alias,
-                spec.scheme,
-                f"{spec.bind}:{spec.listen_port or 0}",
-                spec.origin.name,
-            ]
-            state.add_metric([*key, "error"], 1)
-            by_state["error"] += 1
-        for conflict in self.reconciler.last.conflicts:
-            spec = conflict.route
-            key = [
-                spec.alias,
-                spec.scheme,
-                f"{spec.bind}:{spec.listen_port or 0}",
-                spec.origin.name,
-            ]
-            state.add_metric([*key, "conflict"], 1)
-            by_state["conflict"] += 1
+        idle = [(spec, "error") for spec, _ in self.reconciler.manager.failed.values()]
+        idle += [(c.route, "conflict") for c in self.reconciler.last.conflicts]
+        for spec, name in idle:
+            where = f"{spec.bind}:{spec.listen_port or 0}"
+            state.add_metric([spec.alias, spec.scheme, where, spec.origin.name, name], 1)
+            by_state[name] += 1
         yield from (total, active, traffic, dial, refused, table_full, dropped, state)
 
         routes = gauge("routes", "routes by state", ["state"])

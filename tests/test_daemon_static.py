@@ -29,6 +29,12 @@ def upstreams() -> Iterator[tuple[int, int]]:
         yield one, two
 
 
+def static_daemon(tmp_path: Path, routes: Path) -> DaemonProcess:
+    """The daemon serving ``routes`` with the Docker provider off, started and healthy."""
+    args = ("--no-docker", "--routes", str(routes))
+    return DaemonProcess(tmp_path, *args, namespace=unique_namespace()).start()
+
+
 def whoami(port: int) -> bytes:
     return tcp_exchange(LOCAL, port, b"whoami\n")
 
@@ -40,9 +46,7 @@ def test_routes_file_reload_keeps_unchanged_routes(
     p1, p2, p3 = free_port(), free_port(), free_port()
     routes = tmp_path / "routes.yml"
     routes.write_text(routes_yaml(a=(p1, one), b=(p2, one)))
-    d = DaemonProcess(
-        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
-    ).start()
+    d = static_daemon(tmp_path, routes)
     try:
         assert whoami(p1) == b"one whoami\n" and whoami(p2) == b"one whoami\n"
         with socket.create_connection((LOCAL, p1), timeout=5) as live:
@@ -70,9 +74,7 @@ def test_bad_routes_file_keeps_previous_routes(tmp_path: Path, upstreams: tuple[
     port = free_port()
     routes = tmp_path / "routes.yml"
     routes.write_text(routes_yaml(a=(port, upstreams[0])))
-    d = DaemonProcess(
-        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
-    ).start()
+    d = static_daemon(tmp_path, routes)
     try:
         routes.write_text("routes: [this is: not: valid")
         d.wait_for_log("routes file not loaded, keeping the previous routes")
@@ -90,9 +92,7 @@ def test_sigterm_closes_listeners_and_drains_live_connections(
         f"routes:\n  a: {{scheme: tcp, bind: {LOCAL}, port: '{port}:{upstreams[0]}', "
         "drain_timeout: 30s}\n"
     )
-    d = DaemonProcess(
-        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
-    ).start()
+    d = static_daemon(tmp_path, routes)
     assert d.proc is not None
     with socket.create_connection((LOCAL, port), timeout=5) as live:
         live.sendall(b"before\n")
@@ -112,9 +112,7 @@ def test_second_signal_cuts_live_connections(tmp_path: Path, upstreams: tuple[in
     port = free_port()
     routes = tmp_path / "routes.yml"
     routes.write_text(routes_yaml(a=(port, upstreams[0])))
-    d = DaemonProcess(
-        tmp_path, "--no-docker", "--routes", str(routes), namespace=unique_namespace()
-    ).start()
+    d = static_daemon(tmp_path, routes)
     assert d.proc is not None
     with socket.create_connection((LOCAL, port), timeout=5) as live:
         live.sendall(b"x")

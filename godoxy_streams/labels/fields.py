@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from godoxy_streams.errors import LabelError
-from godoxy_streams.labels.grammar import FieldValue
+from godoxy_streams.labels.grammar import IDLE_WATCHER_LABELS, FieldValue
 from godoxy_streams.labels.values import (
     HTTP_SCHEMES,
     ValueProblem,
@@ -65,42 +65,37 @@ CONVERTERS: dict[str, tuple[str, Converter] | None] = {
 TCP_ONLY = {"max_connections", "conn_idle_timeout"}
 UDP_ONLY = {"max_sessions", "udp_timeout"}
 LIST_FIELDS = {"acl.allow", "acl.deny"}
-HTTP_ONLY = frozenset(
-    {
-        "middlewares",
-        "homepage",
-        "rules",
-        "rule_file",
-        "access_log",
-        "path_patterns",
-        "no_tls_verify",
-        "response_header_timeout",
-        "disable_compression",
-        "ssl_server_name",
-        "ssl_trusted_certificate",
-        "ssl_certificate",
-        "ssl_certificate_key",
-        "ssl_protocols",
-        "tls_termination",
-        "agent",
-        "inbound_mtls_profile",
-        "idle_timeout",
-        "wake_timeout",
-        "stop_method",
-        "stop_timeout",
-        "stop_signal",
-        "start_endpoint",
-        "depends_on",
-        "no_loading_page",
-        "proxmox",
-        "healthcheck.path",
-        "healthcheck.use_get",
-        "load_balance.link",
-        "load_balance.weight",
-        "load_balance.sticky",
-        "load_balance.sticky_max_age",
-        "load_balance.options",
-    }
+HTTP_ONLY = (
+    frozenset(
+        {
+            "middlewares",
+            "homepage",
+            "rules",
+            "rule_file",
+            "access_log",
+            "path_patterns",
+            "no_tls_verify",
+            "response_header_timeout",
+            "disable_compression",
+            "ssl_server_name",
+            "ssl_trusted_certificate",
+            "ssl_certificate",
+            "ssl_certificate_key",
+            "ssl_protocols",
+            "tls_termination",
+            "agent",
+            "inbound_mtls_profile",
+            "proxmox",
+            "healthcheck.path",
+            "healthcheck.use_get",
+            "load_balance.link",
+            "load_balance.weight",
+            "load_balance.sticky",
+            "load_balance.sticky_max_age",
+            "load_balance.options",
+        }
+    )
+    | IDLE_WATCHER_LABELS
 )
 
 

@@ -29,10 +29,9 @@ SHORTCUTS = {
     "hosts": "host",
     "proxy_protocol_headers": "relay_proxy_protocol_header",
 }
-IGNORED_CONTAINER_LABELS = frozenset(
+# GoDoxy's sleep/wake ("idle watcher") labels: container- or route-level, never for streams.
+IDLE_WATCHER_LABELS = frozenset(
     {
-        "agents",
-        "tls_terminations",
         "idle_timeout",
         "wake_timeout",
         "stop_method",
@@ -43,6 +42,7 @@ IGNORED_CONTAINER_LABELS = frozenset(
         "no_loading_page",
     }
 )
+IGNORED_CONTAINER_LABELS = IDLE_WATCHER_LABELS | {"agents", "tls_terminations"}
 GROUPS = frozenset({"healthcheck", "acl", "load_balance"})
 _INDEX = re.compile(r"^[#$](\d+)$")
 
