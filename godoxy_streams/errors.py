@@ -9,9 +9,11 @@
     ├── ListenError           a listener could not be bound
     │   ├── PortInUse
     │   └── BindNotAllowed
-    └── UpstreamError         an upstream could not be dialled
-        ├── DialTimeout
-        └── DialRefused
+    ├── UpstreamError         an upstream could not be dialled
+    │   ├── DialTimeout
+    │   └── DialRefused
+    ├── Refused               a pre_dial hook refused a connection or UDP session
+    └── ProxyProtocolError    a PROXY protocol header that is malformed or not there
 
 Third-party errors are translated at the edge that meets them (the watcher for aiodocker and
 aiohttp, the streams package for socket errors), with ``raise ... from exc``.
@@ -110,3 +112,11 @@ class DialTimeout(UpstreamError):
 
 class DialRefused(UpstreamError):
     """The upstream refused the connection or is unreachable."""
+
+
+class Refused(StreamsError):
+    """A ``pre_dial`` hook refused a connection or UDP session."""
+
+
+class ProxyProtocolError(StreamsError):
+    """A PROXY protocol header (v1 or v2) that is malformed, oversized or missing."""

@@ -1,0 +1,148 @@
+"""A TCP stream: one listener that relays every accepted connection to a (swappable) target.
+
+The listener is an ``asyncio`` server on a socket bound here (so bind errors become the
+``ListenError`` tree); each connection is a protocol pair from ``relay``. ``retarget`` swaps
+the target for new connections only. ``close`` frees the port at once, then drains or
+kills the live connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from typing import Any
+
+from loguru import logger
+
+from godoxy_streams.streams.common import (
+    BACKLOG,
+    DEFAULT_OPTIONS,
+    Address,
+    ConnContext,
+    Hook,
+    StreamOptions,
+    StreamStats,
+    listen_socket,
+    resolve_bind,
+    where,
+)
+from godoxy_streams.streams.hooked import HookedConn
+from godoxy_streams.streams.relay import Conn
+
+
+class TCPStream:
+    """Relay TCP connections accepted on ``listen`` to ``target``."""
+
+    def __init__(
+        self,
+        listen: Address,
+        target: Address,
+        *,
+        options: StreamOptions = DEFAULT_OPTIONS,
+        name: str = "",
+    ) -> None:
+        self.listen = listen
+        self.target = target
+        self.options = options
+        self.name = name
+        self.stats = StreamStats()
+        self.loop: asyncio.AbstractEventLoop
+        self.conns: set[Conn] = set()
+        self.pre_dial: Hook | None = None
+        self.on_read: Hook | None = None
+        self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
+        self._server: asyncio.AbstractServer | None = None
+        self._local: Address | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._hook_tasks: set[asyncio.Future[Any]] = set()
+
+    @property
+    def local_addr(self) -> Address:
+        """The address actually bound (the listen address before ``serve``)."""
+        return self._local if self._local is not None else self.listen
+
+    async def serve(self, pre_dial: Hook | None = None, on_read: Hook | None = None) -> None:
+        """Bind and start accepting; returns once the listener accepts connections."""
+        if self._server is not None:
+            raise RuntimeError("stream is already serving")
+        self.loop = asyncio.get_running_loop()
+        self.pre_dial, self.on_read = pre_dial, on_read
+        host, port, family = await resolve_bind("tcp", *self.listen)
+        sock = listen_socket("tcp", host, port, family)
+        hooked = pre_dial or on_read or self.options.idle_timeout is not None
+        conn_cls = HookedConn if hooked else Conn
+        factory = functools.partial(conn_cls, self)
+        try:
+            self._server = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
+        sockname = sock.getsockname()
+        self._local = (str(sockname[0]), int(sockname[1]))
+        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name)
+
+    def retarget(self, target: Address) -> None:
+        """Send new connections to ``target``; live ones keep their upstream."""
+        self.target = target
+
+    async def close(self, *, on_stop: str | None = None, grace: float | None = None) -> None:
+        """Stop listening now; then drain (up to ``grace``) or kill the live connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        mode = on_stop or self.options.on_stop
+        if mode not in ("drain", "kill"):
+            raise ValueError(f"on_stop must be 'drain' or 'kill', not {mode!r}")
+        wait = self.options.drain_timeout if grace is None else grace
+        if self.conns and mode == "drain" and wait > 0:
+            self.log.info(f"draining {len(self.conns)} connection(s) for up to {wait:g}s")
+            await self._wait_gone(wait)
+        if self.conns:
+            self.log.info(f"closing {len(self.conns)} connection(s)")
+            for conn in list(self.conns):
+                conn.kill()
+            await self._wait_gone(5.0)
+        for task in list(self._hook_tasks):
+            task.cancel()
+
+    async def _wait_gone(self, timeout: float) -> None:
+        if not self.conns:
+            return
+        if self._drained is None or self._drained.done():
+            self._drained = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drained), timeout)
+        except TimeoutError:
+            pass
+
+    def conn_gone(self, conn: Conn) -> None:
+        """Called by a connection once both of its sides are closed."""
+        self.conns.discard(conn)
+        self.stats.active -= 1
+        if not self.conns and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def call_hook(self, hook: Hook, ctx: ConnContext) -> None:
+        """Run a per-read hook; an async one runs as an owned task."""
+        try:
+            result = hook(ctx)
+        except Exception:
+            self.log.exception("on_read hook failed")
+            return
+        if result is not None and inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Future[Any]) -> None:
+        self._hook_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.opt(exception=task.exception()).error("on_read hook failed")
+
+    def buffered_bytes(self) -> int:
+        """Bytes buffered in user space by all live connections (flow-control checks)."""
+        return sum(conn.buffered() for conn in self.conns)
+
+    def __repr__(self) -> str:
+        return f"<TCPStream {self.name or ''} {where(self.local_addr)} -> {where(self.target)}>"
