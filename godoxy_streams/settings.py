@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import os
+import resource
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -73,6 +74,27 @@ class LimitSettings(_Group):
     max_connections: int | None = Field(None, ge=1, description="default per TCP route")
     max_sessions: int = Field(10_000, ge=1, description="default UDP session table size")
     udp_timeout: float = Field(60.0, gt=0, description="default UDP session idle timeout")
+    per_source_connections: int | None = Field(
+        None, ge=1, description="concurrent connections / UDP sessions per client address"
+    )
+    per_source_rate: float | None = Field(
+        None, gt=0, description="new connections / UDP sessions per second per client address"
+    )
+    per_source_burst: int = Field(20, ge=1, description="burst allowed above per_source_rate")
+    max_total_connections: int | None = Field(
+        None, ge=1, description="all routes together (default: from the open-files limit)"
+    )
+    proxy_header_timeout: float = Field(
+        3.0, gt=0, description="seconds a trusted peer has to send its PROXY header"
+    )
+
+    def total_cap(self) -> int:
+        """The daemon-wide connection cap: set, or what the open-files limit allows (each
+        proxied TCP connection holds two descriptors; some are kept for everything else)."""
+        if self.max_total_connections is not None:
+            return self.max_total_connections
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return max(16, (soft - 64) // 2)
 
 
 class LogSettings(_Group):
