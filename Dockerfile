@@ -1,22 +1,57 @@
-# godoxy-streams container image.
-#   docker build --build-arg BASE=python:3.12-slim -t godoxy-streams .
-# Run it with network_mode: host so listeners appear on the host's own addresses.
+# godoxy-streams container image: the daemon, and its read-only Docker socket filter.
+#   scripts/build-image.sh     # no registry needed: local Debian base + host-built wheelhouse
+#   docker build --build-arg BASE=python:3.12-slim -t godoxy-streams .   # with a registry
+# Run the daemon with network_mode: host so listeners appear on the host's own addresses, and
+# `socket-proxy` (same image) as the only holder of the engine's socket; compose.example.yml.
+#
+# The package is installed from build/wheels with --no-index when that wheelhouse is in the
+# build context (made by `pip wheel . -w build/wheels` with the base's Python version), else
+# from PyPI. The final image holds no compiler and no setcap: only the capability on python.
 ARG BASE=python:3.12-slim
 
 FROM ${BASE} AS build
+LABEL godoxy-streams.stage=build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY godoxy_streams ./godoxy_streams
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
+COPY . .
+RUN set -eu; \
+    python3 -m venv /opt/venv; \
+    if [ -d build/wheels ]; then \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links build/wheels \
+            godoxy-streams; \
+    else \
+        /opt/venv/bin/pip install --no-cache-dir .; \
+    fi; \
+    /opt/venv/bin/pip uninstall -y pip; \
+    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
+    /opt/venv/bin/godoxy-streams --version
 
 FROM ${BASE}
+# CAP_NET_BIND_SERVICE as a file capability on the interpreter, so the non-root user binds
+# ports below 1024 (e.g. 53) under network_mode: host. setcap is removed again afterwards.
+# The capability must stay in the container's bounding set: with cap_drop: [ALL], add back
+# NET_BIND_SERVICE, or python cannot be executed at all (EPERM).
+RUN set -eu; \
+    python="$(readlink -f "$(command -v python3)")"; \
+    if ! command -v setcap >/dev/null; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends libcap2-bin; \
+    fi; \
+    setcap cap_net_bind_service=+ep "$python"; \
+    getcap "$python"; \
+    apt-get purge -y --auto-remove libcap2-bin; \
+    rm -rf /var/lib/apt/lists/*; \
+    useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin godoxy; \
+    install -d -o godoxy -g godoxy -m 0750 /run/godoxy  # the filter socket: a named volume
 COPY --from=build /opt/venv /opt/venv
-RUN useradd --system --uid 10001 --no-create-home godoxy
 USER godoxy
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
     GODOXY_STREAMS_API=127.0.0.1:8899
-LABEL proxy.exclude="true"
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
+LABEL proxy.exclude="true" \
+      org.opencontainers.image.title="godoxy-streams" \
+      org.opencontainers.image.description="TCP and UDP ports for Docker containers, by label"
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8899/healthz', timeout=2)"]
 ENTRYPOINT ["godoxy-streams"]
 CMD ["run"]

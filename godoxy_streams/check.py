@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from godoxy_streams.compose import load_compose
+from godoxy_streams.compose import load_compose, yaml11_traps
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.desired import build_desired
 from godoxy_streams.docker_source import DockerSource
@@ -75,7 +75,9 @@ def check_compose(path: Path, ctx: ParseContext) -> CheckReport:
         allowed_targets=ctx.allowed_targets,
         mode="compose",
     )
-    return report_for(load_compose(path), ParseResult(), compose_ctx)
+    report = report_for(load_compose(path), ParseResult(), compose_ctx)
+    report.notes.extend(yaml11_traps(path.read_text()))
+    return report
 
 
 async def check_engine(endpoint: str, ctx: ParseContext) -> CheckReport:

@@ -77,6 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="print the routes of a running daemon")
     routes.add_argument("--json", action="store_true", help="print the API's JSON")
     _settings_flags(routes)
+
+    proxy = commands.add_parser(
+        "socket-proxy", help="serve a read-only filter of the Docker socket for the daemon"
+    )
+    proxy.add_argument(
+        "--listen",
+        type=Path,
+        default=Path("/run/godoxy/docker.sock"),
+        metavar="PATH",
+        help="unix socket to serve (default: /run/godoxy/docker.sock)",
+    )
+    proxy.add_argument(
+        "--engine",
+        default="/var/run/docker.sock",
+        metavar="PATH",
+        help="the engine's unix socket (default: /var/run/docker.sock)",
+    )
+    proxy.add_argument(
+        "--mode",
+        type=lambda text: int(text, 8),
+        default=0o660,
+        metavar="OCTAL",
+        help="file mode of the served socket (default: 0660)",
+    )
+    proxy.add_argument(
+        "--log-level", type=str.upper, default="INFO", choices=("DEBUG", "INFO", "WARNING")
+    )
+    proxy.add_argument("--log-format", choices=("text", "json"), default="text")
     return parser
 
 
@@ -136,6 +164,15 @@ def _routes(args: argparse.Namespace, settings: Settings) -> int:
     return show_routes(settings.api, as_json=args.json)
 
 
+def _socket_proxy(args: argparse.Namespace) -> int:
+    from godoxy_streams.logs import setup_logging
+    from godoxy_streams.settings import LogSettings
+    from godoxy_streams.socket_proxy import run_socket_proxy
+
+    setup_logging(LogSettings(level=args.log_level, format=args.log_format))
+    return run_socket_proxy(args.listen, args.engine, args.mode)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -143,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.command == "socket-proxy":
+            return _socket_proxy(args)
         settings = load_settings(args)
         if args.command == "check":
             return _check(args, settings)

@@ -136,6 +136,26 @@ def containers_of(document: Any, *, project: str) -> list[ContainerInfo]:
     return infos
 
 
+def yaml11_traps(text: str) -> list[str]:
+    """Label values a YAML 1.1 reader (docker-compose v1) would turn into numbers: an unquoted
+    ``2222:22`` is the base-60 number 133342 there. One note per such label."""
+    try:
+        typed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    notes = []
+    services = typed.get("services") if isinstance(typed, dict) else None
+    for name, service in (services or {}).items():
+        labels = service.get("labels") if isinstance(service, dict) else None
+        for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                notes.append(
+                    f'service "{name}": label {key} is an unquoted number to YAML 1.1 readers '
+                    f"(docker-compose v1 reads it as {value}); quote the value"
+                )
+    return notes
+
+
 def load_compose(path: Path, env: Mapping[str, str] | None = None) -> list[ContainerInfo]:
     """Read, interpolate and convert a compose file."""
     try:

@@ -145,3 +145,27 @@ def test_config_command_prints_effective_settings(tmp_path: Path) -> None:
     )
     config = json.loads(out.stdout)
     assert config["api"] == "127.0.0.1:9999" and config["namespace"] == "fromenv"
+
+
+def test_healthz_is_503_until_the_engine_answered_or_failed_once(
+    tmp_path: Path, upstreams: tuple[int, int]
+) -> None:
+    """An engine that accepts but never answers keeps the daemon 'starting' (503), while the
+    static routes already serve."""
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen(8)
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(a=(port, upstreams[0])))
+    args = ("--docker", f"unix://{tmp_path}/silent.sock", "--routes", str(routes))
+    d = DaemonProcess(tmp_path, *args, namespace=unique_namespace())
+    try:
+        d.start(wait_healthy=False)
+        status, body = d.health()
+        assert status == 503 and body["status"] == "starting"
+        assert body["sources"][0]["state"] == "connecting"
+        eventually(lambda: whoami(port) == b"one whoami\n", what="static route serves")
+    finally:
+        assert d.stop() == 0
+        silent.close()

@@ -76,3 +76,14 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--help"])
     out = capsys.readouterr().out
     assert "--routes FILE" in out and "--no-docker" in out
+
+
+def test_check_warns_about_yaml_1_1_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  a:\n    labels:\n      proxy.a.port: 2222:22\n")
+    assert main(["check", "--compose", str(compose)]) == 0
+    out = capsys.readouterr().out
+    assert "label proxy.a.port is an unquoted number to YAML 1.1 readers" in out
+    assert "133342" in out
