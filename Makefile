@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench bench-deps clean
+.PHONY: run test lint typecheck unit bench bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench-deps:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+image:
+	scripts/build-image.sh
+
+try-compose: $(STAMP)
+	scripts/try-compose.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -113,10 +113,15 @@ class Watcher:
                     self.reconciler.set_context(replace(ctx, own_networks=networks))
                 if not mine.host_network and not self._warned_network:
                     self._warned_network = True
+                    mode = mine.network_mode
+                    where = (
+                        "the default bridge network"
+                        if mode in ("default", "bridge")
+                        else (f"network mode {mode!r}")
+                    )
                     logger.warning(
-                        f"godoxy-streams runs in network mode {mine.network_mode!r}: its "
-                        "listeners appear on the host only through published ports; "
-                        "run it with network_mode: host"
+                        f"godoxy-streams runs in {where}: its listeners appear on the host "
+                        "only through published ports; run it with network_mode: host"
                     )
         self.reconciler.replace_engine(self.engine, infos)
         self._mark_synced()
