@@ -169,3 +169,51 @@ def test_healthz_is_503_until_the_engine_answered_or_failed_once(
     finally:
         assert d.stop() == 0
         silent.close()
+
+
+def test_metrics_count_connections_and_bytes_per_route(
+    tmp_path: Path, upstreams: tuple[int, int]
+) -> None:
+    import urllib.request
+
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(echo=(port, upstreams[0])))
+    d = static_daemon(tmp_path, routes)
+    try:
+        for _ in range(3):
+            assert tcp_exchange(LOCAL, port, b"x" * 1000) == b"x" * 1000
+        url = f"http://127.0.0.1:{d.api_port}/metrics"
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        route = {
+            "alias": "echo",
+            "listen": f"{LOCAL}:{port}",
+            "scheme": "tcp",
+            "source": "file:echo",
+        }
+
+        def series(name: str, **extra: str) -> str:
+            pairs = sorted({**route, **extra}.items())
+            return name + "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"
+
+        def closed_metrics() -> str | None:
+            text = scrape()
+            return text if series("godoxy_streams_connections_active") + " 0.0" in text else None
+
+        text = eventually(closed_metrics, what="connections closed")
+        assert series("godoxy_streams_connections_total") + " 3.0" in text
+        assert (
+            series("godoxy_streams_bytes_total", direction="client_to_upstream") + " 3000.0" in text
+        )
+        assert (
+            series("godoxy_streams_bytes_total", direction="upstream_to_client") + " 3000.0" in text
+        )
+        assert series("godoxy_streams_route_state", state="running") + " 1.0" in text
+        assert 'godoxy_streams_routes{state="running"} 1.0' in text
+        assert "godoxy_streams_reconcile_duration_seconds_count" in text
+    finally:
+        assert d.stop() == 0
