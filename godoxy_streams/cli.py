@@ -161,7 +161,7 @@ def _run(settings: Settings) -> int:
 def _routes(args: argparse.Namespace, settings: Settings) -> int:
     from godoxy_streams.status_client import show_routes
 
-    return show_routes(settings.api, as_json=args.json)
+    return show_routes(settings.api, as_json=args.json, token=settings.api_token)
 
 
 def _socket_proxy(args: argparse.Namespace) -> int:

@@ -156,7 +156,9 @@ class Daemon:
         sources = lambda: [w.status for w in self.watchers]  # noqa: E731
         metrics = Metrics(self.reconciler, sources)
         self.reconciler.on_pass = lambda report: metrics.observe_pass(report.duration)
-        app = build_app(self.reconciler, sources, lambda: self._static_synced, metrics)
+        app = build_app(
+            self.reconciler, sources, lambda: self._static_synced, metrics, self.settings.api_token
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -123,6 +130,9 @@ class Settings(BaseSettings):
     )
 
     api: str = Field("127.0.0.1:8899", description="HOST:PORT of the status API ('' to disable)")
+    api_token: str | None = Field(
+        None, min_length=16, description="bearer token the API requires (needed off loopback)"
+    )
     namespace: str = Field("proxy", min_length=1, description="label namespace")
     default_bind: str = Field("0.0.0.0", description="listen address when a route names none")
     docker: CommaList = Field(default_factory=default_docker_endpoints)
@@ -160,6 +170,20 @@ class Settings(BaseSettings):
         if value and not api_address(value)[1] >= 0:
             raise ValueError("expected HOST:PORT")
         return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Settings:
+        host = api_address(self.api)[0] if self.api else "127.0.0.1"
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback and not self.api_token:
+            raise ValueError(
+                f"the API at {self.api} is reachable beyond loopback: set api_token "
+                "(GODOXY_STREAMS_API_TOKEN) so it requires a bearer token"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ changes anything.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,11 +96,28 @@ def routes_document(reconciler: Reconciler) -> dict[str, Any]:
     }
 
 
+def _bearer(token: str) -> Any:
+    """Every request must carry ``Authorization: Bearer <token>``, except ``/healthz``
+    (container health checks)."""
+    expected = f"Bearer {token}"
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "")
+        if request.path != "/healthz" and not hmac.compare_digest(given, expected):
+            return web.json_response({"error": "a bearer token is required"}, status=401)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
+
+
 def build_app(
     reconciler: Reconciler,
     sources: SourceList,
     static_synced: Callable[[], bool],
     metrics: Metrics | None = None,
+    token: str | None = None,
 ) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         states = list(sources())
@@ -119,7 +137,8 @@ def build_app(
         assert metrics is not None
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    app = web.Application()
+    middlewares = [_bearer(token)] if token else []
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/routes", api_routes)
     if metrics is not None:

@@ -11,10 +11,13 @@ from typing import Any
 from godoxy_streams.settings import api_address
 
 
-def fetch_routes(api: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_routes(api: str, token: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
     host, port = api_address(api)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/api/routes"
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local API)
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (local API)
         document: dict[str, Any] = json.load(response)
     return document
 
@@ -51,9 +54,9 @@ def render_routes(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def show_routes(api: str, *, as_json: bool) -> int:
+def show_routes(api: str, *, as_json: bool, token: str | None = None) -> int:
     try:
-        document = fetch_routes(api)
+        document = fetch_routes(api, token)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         print(f"godoxy-streams: no daemon answers at {api}: {exc}", file=sys.stderr)
         return 3

@@ -217,3 +217,30 @@ def test_metrics_count_connections_and_bytes_per_route(
         assert "godoxy_streams_reconcile_duration_seconds_count" in text
     finally:
         assert d.stop() == 0
+
+
+def test_api_token_is_required_when_set(tmp_path: Path, upstreams: tuple[int, int]) -> None:
+    import urllib.error
+    import urllib.request
+
+    token = "t0ken-" + "x" * 20
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(a=(free_port(), upstreams[0])))
+    args = ("--no-docker", "--routes", str(routes))
+    d = DaemonProcess(
+        tmp_path, *args, namespace=unique_namespace(), env={"GODOXY_STREAMS_API_TOKEN": token}
+    ).start()
+    try:
+        base = f"http://127.0.0.1:{d.api_port}"
+        for path in ("/api/routes", "/metrics", "/"):
+            with pytest.raises(urllib.error.HTTPError) as denied:
+                urllib.request.urlopen(base + path, timeout=5)
+            assert denied.value.code == 401
+            denied.value.close()
+            request = urllib.request.Request(base + path)
+            request.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        assert d.health()[0] == 200  # probes need no token
+    finally:
+        assert d.stop() == 0

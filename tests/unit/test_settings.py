@@ -54,3 +54,12 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         Settings.load(bad)
+
+
+def test_api_off_loopback_requires_a_token() -> None:
+    with pytest.raises(ConfigError, match="set api_token"):
+        Settings.load(api="0.0.0.0:8899")
+    assert Settings.load(api="0.0.0.0:8899", api_token="x" * 32).api_token == "x" * 32
+    assert Settings.load(api="[::1]:8899").api_token is None
+    with pytest.raises(ConfigError, match="api_token"):
+        Settings.load(api_token="short")
