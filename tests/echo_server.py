@@ -42,3 +42,31 @@ def echo_server(tag: bytes = b"", host: str = "127.0.0.1") -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def udp_echo_server(host: str = "127.0.0.1") -> Iterator[int]:
+    """Echo every datagram back to its sender; yields the port."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.sendto(data, peer)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()

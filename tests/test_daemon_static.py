@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_kit import DaemonProcess, unique_namespace
-from tests.echo_server import echo_server
-from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange
+from tests.echo_server import echo_server, udp_echo_server
+from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange, udp_exchange
 
 LOCAL = "127.0.0.1"
 
@@ -176,47 +176,58 @@ def test_metrics_count_connections_and_bytes_per_route(
 ) -> None:
     import urllib.request
 
-    port = free_port()
-    routes = tmp_path / "routes.yml"
-    routes.write_text(routes_yaml(echo=(port, upstreams[0])))
-    d = static_daemon(tmp_path, routes)
-    try:
-        for _ in range(3):
-            assert tcp_exchange(LOCAL, port, b"x" * 1000) == b"x" * 1000
-        url = f"http://127.0.0.1:{d.api_port}/metrics"
-
-        def scrape() -> str:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return str(response.read().decode())
-
-        route = {
-            "alias": "echo",
-            "listen": f"{LOCAL}:{port}",
-            "scheme": "tcp",
-            "source": "file:echo",
-        }
-
-        def series(name: str, **extra: str) -> str:
-            pairs = sorted({**route, **extra}.items())
-            return name + "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"
-
-        def closed_metrics() -> str | None:
-            text = scrape()
-            return text if series("godoxy_streams_connections_active") + " 0.0" in text else None
-
-        text = eventually(closed_metrics, what="connections closed")
-        assert series("godoxy_streams_connections_total") + " 3.0" in text
-        assert (
-            series("godoxy_streams_bytes_total", direction="client_to_upstream") + " 3000.0" in text
+    tcp_port, udp_port = free_port(), free_port("udp")
+    with udp_echo_server() as udp_upstream:
+        routes = tmp_path / "routes.yml"
+        routes.write_text(
+            routes_yaml(echo=(tcp_port, upstreams[0]))
+            + f"  dns: {{scheme: udp, bind: {LOCAL}, port: '{udp_port}:{udp_upstream}'}}\n"
         )
-        assert (
-            series("godoxy_streams_bytes_total", direction="upstream_to_client") + " 3000.0" in text
-        )
-        assert series("godoxy_streams_route_state", state="running") + " 1.0" in text
-        assert 'godoxy_streams_routes{state="running"} 1.0' in text
-        assert "godoxy_streams_reconcile_duration_seconds_count" in text
-    finally:
-        assert d.stop() == 0
+        d = static_daemon(tmp_path, routes)
+        try:
+            for _ in range(3):
+                assert tcp_exchange(LOCAL, tcp_port, b"x" * 1000) == b"x" * 1000
+            for size in (10, 200, 1400):  # each exchange from a new client port: 6 sessions
+                for _ in range(2):
+                    assert udp_exchange(LOCAL, udp_port, b"u" * size, timeout=3) == b"u" * size
+            url = f"http://127.0.0.1:{d.api_port}/metrics"
+
+            def scrape() -> str:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    return str(response.read().decode())
+
+            def series(name: str, alias: str, scheme: str, port: int, **extra: str) -> str:
+                labels = {
+                    "alias": alias,
+                    "listen": f"{LOCAL}:{port}",
+                    "scheme": scheme,
+                    "source": f"file:{alias}",
+                    **extra,
+                }
+                pairs = sorted(labels.items())
+                return name + "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"
+
+            tcp = ("echo", "tcp", tcp_port)
+            udp = ("dns", "udp", udp_port)
+
+            def settled() -> str | None:
+                text = scrape()
+                done = series("godoxy_streams_connections_active", *tcp) + " 0.0" in text
+                return text if done else None
+
+            text = eventually(settled, what="TCP connections closed")
+            for direction in ("client_to_upstream", "upstream_to_client"):
+                bytes_tcp = series("godoxy_streams_bytes_total", *tcp, direction=direction)
+                bytes_udp = series("godoxy_streams_bytes_total", *udp, direction=direction)
+                assert bytes_tcp + " 3000.0" in text
+                assert bytes_udp + f" {2 * (10 + 200 + 1400)}.0" in text
+            assert series("godoxy_streams_connections_total", *tcp) + " 3.0" in text
+            assert series("godoxy_streams_connections_total", *udp) + " 6.0" in text
+            assert series("godoxy_streams_route_state", *tcp, state="running") + " 1.0" in text
+            assert 'godoxy_streams_routes{state="running"} 2.0' in text
+            assert "godoxy_streams_reconcile_duration_seconds_count" in text
+        finally:
+            assert d.stop() == 0
 
 
 def test_api_token_is_required_when_set(tmp_path: Path, upstreams: tuple[int, int]) -> None:
