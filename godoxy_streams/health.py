@@ -1,0 +1,127 @@
+"""Active health checks of one upstream: a probe every ``interval``; ``retries`` failures in a
+row mark it down, ``rise`` successes in a row mark it up again (hysteresis, as HAProxy's
+fall/rise). TCP probes connect and close; UDP probes send a payload and, when one is given,
+expect a reply that starts with ``expect``. Docker's own HEALTHCHECK state, when a container
+has one, is authoritative and is applied by the caller, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from godoxy_streams.model import HealthCheck
+
+Probe = Callable[[], Awaitable[None]]
+
+
+class ProbeFailed(Exception):
+    """The upstream did not answer the probe as expected."""
+
+
+async def tcp_probe(host: str, port: int, timeout: float) -> None:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ProbeFailed(f"TCP connect to {host}:{port}: {str(exc) or 'timed out'}") from exc
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+
+
+class _Reply(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+
+async def udp_probe(
+    host: str, port: int, send: bytes, expect: bytes | None, timeout: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(_Reply, remote_addr=(host, port))
+    try:
+        transport.sendto(send)
+        if expect is None:
+            return
+        try:
+            reply = await asyncio.wait_for(protocol.answer, timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ProbeFailed(f"UDP probe of {host}:{port}: {str(exc) or 'no reply'}") from exc
+        if not reply.startswith(expect):
+            raise ProbeFailed(f"UDP probe of {host}:{port}: unexpected reply {reply[:32]!r}")
+    finally:
+        transport.close()
+
+
+def probe_for(proto: str, target: tuple[str, int], check: HealthCheck) -> Probe | None:
+    """The probe a route's health check asks for; None when there is nothing to probe (a UDP
+    route without a ``send`` payload relies on Docker's health)."""
+    host, port = target
+    if proto == "tcp":
+        return lambda: tcp_probe(host, port, check.timeout)
+    if check.send is None:
+        return None
+    send = check.send.encode()
+    expect = check.expect.encode() if check.expect is not None else None
+    return lambda: udp_probe(host, port, send, expect, check.timeout)
+
+
+@dataclass
+class HealthState:
+    up: bool = True
+    fails: int = 0
+    oks: int = 0
+    last_error: str | None = None
+    changed_at: float = 0.0
+
+
+class HealthMonitor:
+    """Runs one upstream's probe on a schedule and tracks whether it is up."""
+
+    def __init__(
+        self,
+        probe: Probe,
+        check: HealthCheck,
+        on_change: Callable[[HealthState], None] | None = None,
+    ) -> None:
+        self.probe = probe
+        self.check = check
+        self.on_change = on_change
+        self.state = HealthState(changed_at=time.time())
+
+    async def probe_once(self) -> HealthState:
+        state = self.state
+        try:
+            await asyncio.wait_for(self.probe(), self.check.timeout + 1)
+        except (ProbeFailed, OSError, TimeoutError) as exc:
+            state.fails, state.oks = state.fails + 1, 0
+            state.last_error = str(exc) or type(exc).__name__
+            if state.up and state.fails >= self.check.retries:
+                self._flip(False)
+        else:
+            state.oks, state.fails = state.oks + 1, 0
+            if not state.up and state.oks >= self.check.rise:
+                self._flip(True)
+        return state
+
+    def _flip(self, up: bool) -> None:
+        self.state.up, self.state.changed_at = up, time.time()
+        if self.on_change is not None:
+            self.on_change(self.state)
+
+    async def run(self) -> None:
+        while True:
+            await self.probe_once()
+            await asyncio.sleep(self.check.interval)
