@@ -166,6 +166,9 @@ def initial_sync(factory: ContainerFactory, count: int) -> dict[str, Any]:
                 if len(running) == count:
                     all_up = time.monotonic() - t0
             time.sleep(0.005)
+        if ready is None or all_up is None:
+            print(f"bench: initial sync incomplete: health {d.health()}", file=sys.stderr)
+            print(d.log()[-3000:], file=sys.stderr)
     return {
         "containers": count,
         "process_start_to_healthy_s": ready,
