@@ -8,12 +8,16 @@ streams free their port at once and drain in the background.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
+from godoxy_streams.access_log import access_logger
+from godoxy_streams.acl import Acl
 from godoxy_streams.errors import ListenError
+from godoxy_streams.limits import ConcurrencyCounter
 from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.plan import Plan
 from godoxy_streams.settings import Settings
@@ -50,9 +54,21 @@ class StreamManager:
         self.running: dict[RouteKey, RunningRoute] = {}
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        acl = settings.acl
+        self._global_acl = Acl(acl.allow, acl.deny) if acl.allow or acl.deny else None
+        trusted = settings.proxy_protocol_trusted
+        self._trusted = Acl(allow=trusted) if trusted else None
+        self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
+        self._warned_open_udp: set[RouteKey] = set()
 
     def running_specs(self) -> dict[RouteKey, RouteSpec]:
         return {key: route.spec for key, route in self.running.items()}
+
+    def route_acl(self, spec: RouteSpec) -> Acl | None:
+        """The global ACL and the route's own, combined (a route can only narrow the global)."""
+        own = Acl(spec.acl_allow, spec.acl_deny) if spec.acl_allow or spec.acl_deny else None
+        combined = Acl.combine(self._global_acl, own)
+        return None if combined.is_open else combined
 
     def options_for(self, spec: RouteSpec) -> StreamOptions:
         limits = self._settings.limits
@@ -63,6 +79,16 @@ class StreamManager:
             drain_timeout=spec.drain_timeout,
             udp_timeout=spec.udp_timeout,
             max_sessions=spec.max_sessions,
+            acl=self.route_acl(spec),
+            peer_acl=self._global_acl if self._trusted is not None else None,
+            max_connections=spec.max_connections or limits.max_connections,
+            per_source_max=limits.per_source_connections,
+            per_source_rate=limits.per_source_rate,
+            per_source_burst=limits.per_source_burst,
+            global_limit=self._global_limit,
+            proxy_protocol=spec.proxy_protocol if spec.proto == "tcp" else None,
+            proxy_protocol_trusted=self._trusted if spec.proto == "tcp" else None,
+            proxy_header_timeout=limits.proxy_header_timeout,
         )
 
     def _log(self, spec: RouteSpec, action: str, port: int | None = None, **extra: object) -> None:
@@ -113,8 +139,9 @@ class StreamManager:
             options=self.options_for(spec),
             name=f"{spec.origin.name}/{spec.alias}",
         )
+        on_close = access_logger(spec) if self._settings.log.access_log else None
         try:
-            await stream.serve()
+            await stream.serve(on_close=on_close)
         except ListenError as exc:
             message = (
                 f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"
@@ -127,7 +154,19 @@ class StreamManager:
         self.failed.pop(spec.key, None)
         self.running[spec.key] = RunningRoute(spec, stream)
         self._log(spec, "start", stream.local_addr[1])
+        self._warn_open_udp(spec)
         return None
+
+    def _warn_open_udp(self, spec: RouteSpec) -> None:
+        """An open UDP port on every address is a reflection source: say so once per route."""
+        if spec.proto != "udp" or spec.key in self._warned_open_udp:
+            return
+        if ipaddress.ip_address(spec.bind).is_unspecified and self.route_acl(spec) is None:
+            self._warned_open_udp.add(spec.key)
+            logger.bind(route=spec.alias, source=spec.origin.name).warning(
+                f"UDP route {spec.alias!r} listens on {spec.bind} with no ACL: anyone can make "
+                "it send datagrams (a reflection source); set acl.allow or bind"
+            )
 
     def _close_in_background(self, stream: Stream, **kwargs: object) -> None:
         task = asyncio.create_task(stream.close(**kwargs), name=f"close {stream.local_addr}")  # type: ignore[arg-type]

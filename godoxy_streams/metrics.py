@@ -37,7 +37,10 @@ class DaemonCollector(Collector):
         active = gauge("connections_active", "open TCP connections / live UDP sessions")
         traffic = counter("bytes", "bytes relayed", ("direction",))
         dial = counter("dial_errors", "upstream dial failures", ("reason",))
-        refused = counter("refused", "connections or sessions refused before dialling")
+        refused = counter("refused", "connections or sessions refused by a pre_dial hook")
+        denied = counter("denied", "connections or UDP datagrams denied by an ACL")
+        limited = counter("limited", "connections or UDP sessions refused by a limit")
+        proxy_errors = counter("proxy_header_errors", "connections closed for a bad PROXY header")
         table_full = counter("udp_sessions_refused", "UDP sessions refused: table full")
         dropped = counter("udp_datagrams_dropped", "UDP datagrams dropped")
         state = gauge("route_state", "1 for the route's current state", [*ROUTE_LABELS, "state"])
@@ -54,6 +57,10 @@ class DaemonCollector(Collector):
             for reason, count in stats.dial_errors.items():
                 dial.add_metric([*key, reason], count)
             refused.add_metric(key, stats.refused)
+            denied.add_metric(key, stats.denied)
+            limited.add_metric(key, stats.limited)
+            if spec.proto == "tcp":
+                proxy_errors.add_metric(key, stats.proxy_errors)
             if spec.proto == "udp":
                 table_full.add_metric(key, stats.sessions_refused)
                 dropped.add_metric(key, stats.dropped)
@@ -65,7 +72,8 @@ class DaemonCollector(Collector):
             where = f"{spec.bind}:{spec.listen_port or 0}"
             state.add_metric([spec.alias, spec.scheme, where, spec.origin.name, name], 1)
             by_state[name] += 1
-        yield from (total, active, traffic, dial, refused, table_full, dropped, state)
+        yield from (total, active, traffic, dial, refused, denied, limited, proxy_errors)
+        yield from (table_full, dropped, state)
 
         routes = gauge("routes", "routes by state", ["state"])
         for name, count in by_state.items():

@@ -255,3 +255,77 @@ def test_api_token_is_required_when_set(tmp_path: Path, upstreams: tuple[int, in
         assert d.health()[0] == 200  # probes need no token
     finally:
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_access_log_line_per_connection(
+    tmp_path: Path, upstreams: tuple[int, int], log_format: str
+) -> None:
+    import json
+
+    port = free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(routes_yaml(echo=(port, upstreams[0])))
+    args = ("--no-docker", "--routes", str(routes), "--log-format", log_format)
+    d = DaemonProcess(tmp_path, *args, namespace=unique_namespace()).start()
+    try:
+        with socket.socket() as client:
+            client.bind(("127.0.0.3", 0))
+            client.connect((LOCAL, port))
+            client.sendall(b"12345")
+            assert client.recv(10) == b"12345"
+            source = f"127.0.0.3:{client.getsockname()[1]}"
+        d.wait_for_log(source)
+        (line,) = [line for line in d.log().splitlines() if source in line]
+        if log_format == "text":
+            assert " access " in line and "outcome=client_closed" in line
+            assert "bytes_in=5 bytes_out=5" in line and "route=echo" in line
+        else:
+            extra = json.loads(line)["record"]["extra"]
+            assert extra["client"] == source and extra["outcome"] == "client_closed"
+            assert (extra["bytes_in"], extra["bytes_out"], extra["route"]) == (5, 5, "echo")
+            assert extra["target"] == f"127.0.0.1:{upstreams[0]}"
+    finally:
+        assert d.stop() == 0
+
+
+def connect_from(source: str, port: int, payload: bytes = b"hi\n") -> bytes:
+    """Send from a chosen loopback source address; what came back before the close."""
+    with socket.socket() as client:
+        client.bind((source, 0))
+        client.settimeout(5)
+        client.connect((LOCAL, port))
+        try:
+            client.sendall(payload)
+            return client.recv(100)
+        except ConnectionResetError:
+            return b""
+
+
+def test_route_acl_and_global_acl(tmp_path: Path, upstreams: tuple[int, int]) -> None:
+    import urllib.request
+
+    port, other = free_port(), free_port()
+    routes = tmp_path / "routes.yml"
+    routes.write_text(
+        "routes:\n"
+        f"  guarded: {{scheme: tcp, bind: {LOCAL}, port: '{port}:{upstreams[0]}',"
+        " acl: {allow: [127.0.0.2, 127.0.0.3], deny: [127.0.0.3]}}\n"
+        f"  open: {{scheme: tcp, bind: {LOCAL}, port: '{other}:{upstreams[0]}'}}\n"
+    )
+    args = ("--no-docker", "--routes", str(routes))
+    env = {"GODOXY_STREAMS_ACL__DENY": "127.0.0.4"}
+    d = DaemonProcess(tmp_path, *args, namespace=unique_namespace(), env=env).start()
+    try:
+        assert connect_from("127.0.0.2", port) == b"hi\n"
+        assert connect_from("127.0.0.3", port) == b""  # deny beats allow
+        assert connect_from("127.0.0.5", port) == b""  # not in the allow list
+        assert connect_from("127.0.0.5", other) == b"hi\n"  # no route ACL: open
+        assert connect_from("127.0.0.4", other) == b""  # the global ACL applies everywhere
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.api_port}/metrics") as response:
+            text = response.read().decode()
+        denied = [line for line in text.splitlines() if line.startswith("godoxy_streams_denied")]
+        assert any('alias="guarded"' in line and line.endswith(" 2.0") for line in denied)
+        assert any('alias="open"' in line and line.endswith(" 1.0") for line in denied)
+    finally:
+        assert d.stop() == 0

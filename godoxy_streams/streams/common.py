@@ -1,8 +1,8 @@
 """Types and small helpers shared by the TCP and UDP engines.
 
-Options, per-connection context, counters, the hook type, and the socket edge: binding a
-listen socket (with ``OSError`` translated into the ``ListenError`` tree) and naming why a
-dial failed. Nothing here runs per packet.
+Options, per-connection context and close record, counters, the hook types, and the socket
+edge: binding a listen socket (with ``OSError`` translated into the ``ListenError`` tree) and
+naming why a dial failed. Nothing here runs per packet.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from godoxy_streams.acl import Acl
 from godoxy_streams.errors import BindNotAllowed, ListenError, PortInUse
+from godoxy_streams.limits import ConcurrencyCounter
 
 Address = tuple[str, int]
 BACKLOG = max(socket.SOMAXCONN, 4096)  # the kernel caps it at net.core.somaxconn
@@ -32,6 +34,32 @@ class StreamOptions:
     drain_timeout: float = 5.0
     udp_timeout: float = 60.0  # UDP: a session idle this long (either way) expires
     max_sessions: int = 10_000  # UDP: new sessions are refused beyond this
+    # Admission (see ``admission``); all off by default, and free when off.
+    acl: Acl | None = None  # judges the effective client (after a PROXY header)
+    peer_acl: Acl | None = None  # judges the socket peer when a PROXY header named another
+    max_connections: int | None = None  # TCP: open connections of this stream
+    per_source_max: int | None = None  # open connections / UDP sessions per source
+    per_source_rate: float | None = None  # new connections / UDP sessions per second per source
+    per_source_burst: int = 20
+    global_limit: ConcurrencyCounter | None = None  # shared by every stream of the daemon
+    # PROXY protocol (TCP only; see ``guard``).
+    proxy_protocol: Literal["v1", "v2"] | None = None  # send a header to the upstream
+    proxy_protocol_trusted: Acl | None = None  # peers that must send a header (others: must not)
+    proxy_header_timeout: float = 3.0
+
+    @property
+    def guarded(self) -> bool:
+        """Whether any admission or PROXY protocol option is set."""
+        return (
+            self.acl is not None
+            or self.peer_acl is not None
+            or self.max_connections is not None
+            or self.per_source_max is not None
+            or self.per_source_rate is not None
+            or self.global_limit is not None
+            or self.proxy_protocol is not None
+            or self.proxy_protocol_trusted is not None
+        )
 
 
 DEFAULT_OPTIONS = StreamOptions()
@@ -50,6 +78,39 @@ class ConnContext:
 
 Hook = Callable[[ConnContext], Awaitable[None] | None]
 
+Outcome = Literal[
+    "client_closed",  # the client finished first (FIN or close)
+    "upstream_closed",  # the upstream finished first
+    "dial_failed",  # the upstream could not be reached (or pre_dial failed)
+    "timed_out",  # TCP idle timeout; UDP session expiry
+    "denied",  # an access list said no
+    "limited",  # a connection cap, per-source cap or per-source rate said no
+    "proxy_error",  # PROXY header missing, malformed, late, or sent by an untrusted peer
+    "reset",  # either side reset the connection (or failed with an error)
+    "shutdown",  # cut by the stream's close (kill, or the end of a drain)
+    "refused",  # refused by the pre_dial hook
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRecord:
+    """How one TCP connection or UDP session went, for access logs (``serve(on_close=)``)."""
+
+    proto: Proto
+    client: Address  # effective client (the PROXY header's source, else the peer)
+    peer: Address  # socket peer
+    local: Address  # the address the client reached
+    target: Address
+    bytes_in: int  # client -> upstream
+    bytes_out: int  # upstream -> client
+    started: float  # time.time() at accept
+    duration: float  # seconds
+    outcome: Outcome
+    stream: str = ""
+
+
+OnClose = Callable[[ConnRecord], None]
+
 
 @dataclass(slots=True)
 class StreamStats:
@@ -63,9 +124,35 @@ class StreamStats:
     refused: int = 0  # refused by the pre_dial hook
     sessions_refused: int = 0  # UDP: session table full
     dropped: int = 0  # UDP: datagrams dropped (socket full, session not ready, errors)
+    denied: int = 0  # refused by an access list (UDP: datagrams)
+    limited: int = 0  # refused by a cap or rate (UDP: datagrams)
+    proxy_errors: int = 0  # PROXY header missing, malformed, late or untrusted
 
     def count_dial_error(self, reason: str) -> None:
         self.dial_errors[reason] = self.dial_errors.get(reason, 0) + 1
+
+
+def deliver(on_close: OnClose, record: ConnRecord, log: Any) -> None:
+    """Hand a close record over; a failing callback is logged, never raised into the engine."""
+    try:
+        on_close(record)
+    except Exception:
+        log.exception("on_close callback failed")
+
+
+def sock_addr(raw: Any) -> Address:
+    """``(host, port)`` of a socket address from ``get_extra_info``; ``("", 0)`` if none."""
+    if isinstance(raw, tuple) and len(raw) >= 2:
+        return (str(raw[0]), int(raw[1]))
+    return ("", 0)
+
+
+def client_address(addr: tuple[object, ...]) -> Address:
+    """``(host, port)`` of a peer, an IPv4-mapped IPv6 host (dual-stack socket) unmapped."""
+    host = str(addr[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return (host, int(addr[1]))  # type: ignore[call-overload]
 
 
 def where(addr: Address | tuple[str, int, int, int]) -> str:

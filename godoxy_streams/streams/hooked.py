@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING
 
 from godoxy_streams.errors import Refused
-from godoxy_streams.streams.common import ConnContext, where
+from godoxy_streams.streams.common import ConnContext, sock_addr, where
 from godoxy_streams.streams.relay import Conn, Upstream
+
+if TYPE_CHECKING:
+    from godoxy_streams.streams.tcp import TCPStream
 
 
 class HookedUpstream(Upstream):
@@ -34,10 +37,14 @@ class HookedConn(Conn):
 
     upstream_cls = HookedUpstream
 
-    def start(self) -> None:
-        stream = self.stream
+    def __init__(self, stream: TCPStream) -> None:
+        super().__init__(stream)
         self.ctx: ConnContext | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.last = 0.0
+
+    def start(self) -> None:
+        stream = self.stream
         self.last = stream.loop.time()
         idle = stream.options.idle_timeout
         if idle is not None:
@@ -71,6 +78,7 @@ class HookedConn(Conn):
             self.idle_timer = stream.loop.call_at(due, self.idle_check)
             return
         self.idle_timer = None
+        self.note("timed_out")
         stream.log.debug(f"connection idle for {idle:g}s; closing it")
         if self.buffered():
             self.kill()  # a peer that reads nothing would keep a graceful close waiting
@@ -86,6 +94,7 @@ class HookedConn(Conn):
             if result is not None and inspect.isawaitable(result):
                 await result
         except Refused as exc:
+            self.note("refused")
             stream.stats.refused += 1
             stream.log.bind(dst=where(target)).info(f"connection refused by pre_dial: {exc}")
             self.transport.close()
@@ -104,15 +113,9 @@ class HookedConn(Conn):
             t = self.transport
             ctx = self.ctx = ConnContext(
                 "tcp",
-                _addr(t.get_extra_info("peername")),
-                _addr(t.get_extra_info("sockname")),
+                sock_addr(t.get_extra_info("peername")),
+                sock_addr(t.get_extra_info("sockname")),
                 target,
                 self.stream.name,
             )
         return ctx
-
-
-def _addr(raw: Any) -> tuple[str, int]:
-    if isinstance(raw, tuple) and len(raw) >= 2:
-        return (str(raw[0]), int(raw[1]))
-    return ("", 0)

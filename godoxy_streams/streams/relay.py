@@ -12,7 +12,8 @@ closed when both directions are done. A reset (or any error) on one side aborts 
 with ``SO_LINGER 0``, so the peer sees a reset too.
 
 ``hooked.HookedConn`` / ``HookedUpstream`` add the pre_dial hook and the per-read work (idle
-clock, ``on_read`` hook); the classes here are the fast path with none of it.
+clock, ``on_read`` hook), ``guard`` adds admission, the PROXY protocol and close records; the
+classes here are the fast path with none of it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
-from godoxy_streams.streams.common import dial_reason, where
+from godoxy_streams.streams.common import Outcome, dial_reason, where
 
 if TYPE_CHECKING:
     from godoxy_streams.streams.tcp import TCPStream
@@ -166,6 +167,7 @@ class Conn(asyncio.Protocol):
     def dial_failed(
         self, exc: BaseException, reason: str, target: tuple[str, int] | None = None
     ) -> None:
+        self.note("dial_failed")
         stream = self.stream
         stream.stats.count_dial_error(reason)
         stream.log.bind(dst=where(target or stream.target), reason=reason).warning(
@@ -217,10 +219,14 @@ class Conn(asyncio.Protocol):
     # --- upstream events ---
 
     def upstream_made(self, ut: asyncio.Transport) -> None:
-        self.sides += 1
         if self.lost:
+            # The client left while this dial was completing. If the connection is already
+            # over (sides == 0), this side is not counted: its loss must not end it twice.
+            if self.sides:
+                self.sides += 1
             ut.close()
             return
+        self.sides += 1
         self.ut = ut
         early = self.early
         if early is not None:
@@ -267,6 +273,7 @@ class Conn(asyncio.Protocol):
 
     def kill(self) -> None:
         """Cut the connection now."""
+        self.note("shutdown")
         self.lost = True
         if self.dialing is not None:
             self.dialing.cancel()
@@ -278,6 +285,9 @@ class Conn(asyncio.Protocol):
         self.sides -= 1
         if self.sides == 0:
             self.stream.conn_gone(self)
+
+    def note(self, outcome: Outcome) -> None:
+        """How the connection ends, if not known yet (a no-op here; ``guard`` keeps it)."""
 
     def touched(self) -> None:
         """Traffic seen (a no-op here; ``HookedConn`` keeps the idle clock and calls hooks)."""

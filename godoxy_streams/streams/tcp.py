@@ -1,9 +1,10 @@
 """A TCP stream: one listener that relays every accepted connection to a (swappable) target.
 
 The listener is an ``asyncio`` server on a socket bound here (so bind errors become the
-``ListenError`` tree); each connection is a protocol pair from ``relay``. ``retarget`` swaps
-the target for new connections only. ``close`` frees the port at once, then drains or
-kills the live connections.
+``ListenError`` tree); each connection is a protocol pair from ``relay`` (``hooked`` with
+hooks or an idle timeout, ``guard`` with admission, PROXY protocol or ``on_close``; chosen
+once, at ``serve``). ``retarget`` swaps the target for new connections only. ``close`` frees
+the port at once, then drains or kills the live connections.
 """
 
 from __future__ import annotations
@@ -15,19 +16,21 @@ from typing import Any
 
 from loguru import logger
 
+from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.common import (
     BACKLOG,
     DEFAULT_OPTIONS,
     Address,
     ConnContext,
     Hook,
+    OnClose,
     StreamOptions,
     StreamStats,
     listen_socket,
     resolve_bind,
     where,
 )
-from godoxy_streams.streams.hooked import HookedConn
+from godoxy_streams.streams.guard import conn_class
 from godoxy_streams.streams.relay import Conn
 
 
@@ -51,6 +54,11 @@ class TCPStream:
         self.conns: set[Conn] = set()
         self.pre_dial: Hook | None = None
         self.on_read: Hook | None = None
+        self.on_close: OnClose | None = None
+        self.admission: Admission | None = None
+        self.admitted = 0  # admitted live connections (guarded streams only)
+        self.need_peer = False  # whether guarded connections look up their peer
+        self.refusals: RefusalLog
         self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
         self._server: asyncio.AbstractServer | None = None
         self._local: Address | None = None
@@ -62,25 +70,47 @@ class TCPStream:
         """The address actually bound (the listen address before ``serve``)."""
         return self._local if self._local is not None else self.listen
 
-    async def serve(self, pre_dial: Hook | None = None, on_read: Hook | None = None) -> None:
-        """Bind and start accepting; returns once the listener accepts connections."""
+    async def serve(
+        self,
+        pre_dial: Hook | None = None,
+        on_read: Hook | None = None,
+        on_close: OnClose | None = None,
+    ) -> None:
+        """Bind and start accepting; returns once the listener accepts connections.
+
+        ``on_close`` gets a ``ConnRecord`` once per connection, when it is over (refused
+        ones included)."""
         if self._server is not None:
             raise RuntimeError("stream is already serving")
         self.loop = asyncio.get_running_loop()
-        self.pre_dial, self.on_read = pre_dial, on_read
+        self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
         host, port, family = await resolve_bind("tcp", *self.listen)
         sock = listen_socket("tcp", host, port, family)
-        hooked = pre_dial or on_read or self.options.idle_timeout is not None
-        conn_cls = HookedConn if hooked else Conn
+        sockname = sock.getsockname()
+        self._local = (str(sockname[0]), int(sockname[1]))
+        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name)
+        options = self.options
+        self.refusals = RefusalLog(self.log, self.loop)
+        self.admission = admission = Admission.build(options, self.stats, self.refusals, tcp=True)
+        hooked = bool(pre_dial or on_read or options.idle_timeout is not None)
+        proxy_in = options.proxy_protocol_trusted is not None
+        self.need_peer = bool(
+            hooked
+            or on_close
+            or proxy_in
+            or options.proxy_protocol
+            or (admission is not None and admission.by_client)
+        )
+        conn_cls = conn_class(
+            hooked=hooked, guarded=options.guarded, recorded=on_close is not None, proxy_in=proxy_in
+        )
         factory = functools.partial(conn_cls, self)
         try:
             self._server = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
         except BaseException:
             sock.close()
+            self._local = None
             raise
-        sockname = sock.getsockname()
-        self._local = (str(sockname[0]), int(sockname[1]))
-        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name)
 
     def retarget(self, target: Address) -> None:
         """Send new connections to ``target``; live ones keep their upstream."""
@@ -105,6 +135,8 @@ class TCPStream:
             await self._wait_gone(5.0)
         for task in list(self._hook_tasks):
             task.cancel()
+        if server is not None:
+            self.refusals.close()
 
     async def _wait_gone(self, timeout: float) -> None:
         if not self.conns:

@@ -5,7 +5,9 @@ Datagrams are drained in batches from a non-blocking socket in an ``add_reader``
 in arrival order, so each flow keeps its order with no task or timer per packet. Sessions
 carry a last-seen timestamp (set once per batch, by traffic either way) and a sweep every
 ``udp_timeout / 4`` expires idle ones. The table is bounded by ``max_sessions``. Opening
-sessions (hook, resolving, table limit) is in ``udp_open``; replies in ``udp_session``.
+sessions (admission, hook, resolving, table limit) is in ``udp_open``; replies in
+``udp_session``. Only datagrams from clients without a session reach the admission checks;
+PROXY protocol options are TCP-only and ignored here.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 
 from loguru import logger
 
+from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.common import (
     DEFAULT_OPTIONS,
     Address,
     ConnContext,
     Hook,
+    OnClose,
     StreamOptions,
     StreamStats,
     is_wildcard,
@@ -64,6 +68,9 @@ class UDPStream(SessionOpener):
         self.pending: dict[tuple[Any, ...], Pending] = {}
         self.pre_dial: Hook | None = None
         self.on_read: Hook | None = None
+        self.on_close: OnClose | None = None
+        self.admission: Admission | None = None
+        self.refusals: RefusalLog
         self.log = logger.bind(protocol="udp", listen=where(listen), stream=name)
         self.loop: asyncio.AbstractEventLoop
         self.sock: socket.socket
@@ -72,6 +79,7 @@ class UDPStream(SessionOpener):
         self._sweeper: asyncio.TimerHandle | None = None
         self._hook_tasks: set[asyncio.Future[Any]] = set()
         self._touched_set: set[Session] = set()
+        self._hooked = False  # per-datagram work: an on_read hook, or per-session bytes
         self._limit = BATCH
 
     @property
@@ -79,12 +87,22 @@ class UDPStream(SessionOpener):
         """The address actually bound (the listen address before ``serve``)."""
         return self._local if self._local is not None else self.listen
 
-    async def serve(self, pre_dial: Hook | None = None, on_read: Hook | None = None) -> None:
-        """Bind and start relaying; returns once datagrams are being received."""
+    async def serve(
+        self,
+        pre_dial: Hook | None = None,
+        on_read: Hook | None = None,
+        on_close: OnClose | None = None,
+    ) -> None:
+        """Bind and start relaying; returns once datagrams are being received.
+
+        ``on_close`` gets a ``ConnRecord`` once per session, when it ends (expired, closed
+        with the stream, or failed to open); datagrams turned away by the admission make
+        no record (they are counted in ``stats.denied`` / ``stats.limited``)."""
         if self._local is not None:
             raise RuntimeError("stream is already serving")
         self.loop = asyncio.get_running_loop()
-        self.pre_dial, self.on_read = pre_dial, on_read
+        self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
+        self._hooked = on_read is not None or on_close is not None
         host, port, family = await resolve_bind("udp", *self.listen)
         sock = listen_socket("udp", host, port, family)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -99,6 +117,8 @@ class UDPStream(SessionOpener):
         sockname = sock.getsockname()
         self._local = (str(sockname[0]), int(sockname[1]))
         self.log = logger.bind(protocol="udp", listen=where(self._local), stream=self.name)
+        self.refusals = RefusalLog(self.log, self.loop)
+        self.admission = Admission.build(self.options, self.stats, self.refusals, tcp=False)
         self.loop.add_reader(sock.fileno(), self._readable_pktinfo if wildcard else self._readable)
         self._schedule_sweep()
 
@@ -126,7 +146,11 @@ class UDPStream(SessionOpener):
         for session in self.sessions.values():
             session.close()
         self.stats.active -= len(self.sessions)
+        sessions = list(self.sessions.values()) if self._guarded() else []
         self.sessions.clear()
+        for session in sessions:
+            self.session_ended(session, "shutdown")
+        self.refusals.close()
         for task in list(self._hook_tasks):
             task.cancel()
         await asyncio.sleep(0)
@@ -136,7 +160,7 @@ class UDPStream(SessionOpener):
     def _readable(self) -> None:
         recvfrom = self.sock.recvfrom
         sessions = self.sessions
-        hooked = self.on_read is not None
+        hooked = self._hooked
         now = time.monotonic()
         limit = self._limit
         count = nbytes = dropped = 0
@@ -160,7 +184,7 @@ class UDPStream(SessionOpener):
             except OSError:
                 dropped += 1
             if hooked:
-                self._touched(session)
+                self._touched(session, len(data))
         self._limit = BATCH if count > 1 or count >= limit else 1  # see Session.readable
         stats = self.stats
         stats.bytes_in += nbytes
@@ -172,7 +196,7 @@ class UDPStream(SessionOpener):
     def _readable_pktinfo(self) -> None:
         recvmsg = self.sock.recvmsg
         sessions = self.sessions
-        hooked = self.on_read is not None
+        hooked = self._hooked
         now = time.monotonic()
         limit = self._limit
         count = nbytes = dropped = 0
@@ -197,7 +221,7 @@ class UDPStream(SessionOpener):
             except OSError:
                 dropped += 1
             if hooked:
-                self._touched(session)
+                self._touched(session, len(data))
         self._limit = BATCH if count > 1 or count >= limit else 1  # see Session.readable
         stats = self.stats
         stats.bytes_in += nbytes
@@ -212,8 +236,14 @@ class UDPStream(SessionOpener):
             if session.ctx is not None:
                 self.call_hook(session.ctx)
 
-    def _touched(self, session: Session) -> None:
-        self._touched_set.add(session)
+    def _touched(self, session: Session, nbytes: int) -> None:
+        session.nin += nbytes
+        if self.on_read is not None:
+            self._touched_set.add(session)
+
+    def _guarded(self) -> bool:
+        """Whether ended sessions need ``session_ended`` (slots to release, records)."""
+        return self.admission is not None or self.on_close is not None
 
     # --- expiry and hooks ---
 
@@ -224,8 +254,12 @@ class UDPStream(SessionOpener):
     def _sweep(self) -> None:
         deadline = time.monotonic() - self.options.udp_timeout
         expired = [addr for addr, s in self.sessions.items() if s.last <= deadline]
+        guarded = self._guarded()
         for addr in expired:
-            self.sessions.pop(addr).close()
+            session = self.sessions.pop(addr)
+            session.close()
+            if guarded:
+                self.session_ended(session, "timed_out")
         self.stats.active -= len(expired)
         if expired:
             self.log.debug(f"expired {len(expired)} idle session(s)")

@@ -11,20 +11,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import time
 from typing import Any
 
 from godoxy_streams.errors import Refused
+from godoxy_streams.streams.admission import Admission
 from godoxy_streams.streams.common import (
     Address,
     ConnContext,
+    ConnRecord,
     Hook,
+    OnClose,
+    Outcome,
     StreamOptions,
     StreamStats,
+    client_address,
+    deliver,
     dial_reason,
     literal_family,
     where,
 )
-from godoxy_streams.streams.udp_session import Cmsg, Pending, Session, client_address
+from godoxy_streams.streams.udp_session import Cmsg, Pending, RecordedSession, Session
 
 Resolved = tuple[socket.AddressFamily, Any]
 
@@ -46,6 +53,8 @@ class SessionOpener:
     pending: dict[tuple[Any, ...], Pending]
     pre_dial: Hook | None
     on_read: Hook | None
+    on_close: OnClose | None
+    admission: Admission | None
     loop: asyncio.AbstractEventLoop
     sock: socket.socket
     log: Any
@@ -64,44 +73,115 @@ class SessionOpener:
             if not pending.add(data):
                 self.stats.dropped += 1
             return
+        admission = self.admission
+        if admission is not None and not admission.allowed(addr[0]):
+            return  # dropped: counted and logged by the admission
         if len(self.sessions) + len(self.pending) >= self.options.max_sessions:
             self.stats.sessions_refused += 1
             return
+        key = None
+        if admission is not None:
+            key = admission.take(addr[0])
+            if key is None:
+                return
         target, resolved = self.target, self._resolved
-        ctx = None
-        if self.pre_dial is not None or self.on_read is not None:
+        ctx = local_addr = None
+        if self.pre_dial is not None or self.on_read is not None or self.on_close is not None:
             local_addr = (local, self.local_addr[1]) if local else self.local_addr
-            ctx = ConnContext("udp", client_address(addr), local_addr, target, self.name)
+            if self.pre_dial is not None or self.on_read is not None:
+                ctx = ConnContext("udp", client_address(addr), local_addr, target, self.name)
         if self.pre_dial is None and resolved is not None:
-            session = self.open_session(addr, resolved, cmsg, ctx)
+            session = self.open_session(addr, resolved, cmsg, ctx, key, local_addr)
             if session is not None:
                 self.send_first(session, [data])
             return
         pending = self.pending[addr] = Pending(data)
-        pending.task = self.loop.create_task(self.open_later(addr, target, cmsg, ctx, pending))
+        pending.task = self.loop.create_task(
+            self.open_later(addr, target, cmsg, ctx, pending, key, local_addr)
+        )
 
     def open_session(
-        self, addr: Any, resolved: Resolved, cmsg: Cmsg | None, ctx: ConnContext | None
+        self,
+        addr: Any,
+        resolved: Resolved,
+        cmsg: Cmsg | None,
+        ctx: ConnContext | None,
+        key: str | None = None,
+        local: Address | None = None,
+        started: float | None = None,
     ) -> Session | None:
         family, sockaddr = resolved
         try:
             sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
             self.dial_failed(exc, self.target)
+            self.not_opened("dial_failed", addr, key, local, self.target, started)
             return None
         try:
             sock.setblocking(False)
             sock.connect(sockaddr)
         except OSError as exc:
             sock.close()
-            self.dial_failed(exc, (str(sockaddr[0]), int(sockaddr[1])))
+            target = (str(sockaddr[0]), int(sockaddr[1]))
+            self.dial_failed(exc, target)
+            self.not_opened("dial_failed", addr, key, local, target, started)
             return None
-        session = self.sessions[addr] = Session(self, addr, sock, cmsg, ctx)
+        if self.on_close is None:
+            session = self.sessions[addr] = Session(self, addr, sock, cmsg, ctx)
+        else:
+            target = (str(sockaddr[0]), int(sockaddr[1]))
+            session = self.sessions[addr] = RecordedSession(
+                self, addr, sock, cmsg, ctx, local or self.local_addr, target
+            )
+            if started is not None:
+                session.started = started
+        session.key = key
         session.start()
         stats = self.stats
         stats.active += 1
         stats.total += 1
         return session
+
+    def session_ended(self, session: Session, outcome: Outcome) -> None:
+        """An admitted session ended (expired, or the stream closed): release its admission
+        slot, and hand its record to ``on_close``."""
+        key = session.key
+        if key is not None and self.admission is not None:
+            session.key = None
+            self.admission.release(key)
+        if self.on_close is not None and isinstance(session, RecordedSession):
+            deliver(self.on_close, session.record(outcome), self.log)
+
+    def not_opened(
+        self,
+        outcome: Outcome,
+        addr: Any,
+        key: str | None,
+        local: Address | None,
+        target: Address,
+        started: float | None,
+    ) -> None:
+        """An admitted session could not open: release its slot; record it."""
+        if key is not None and self.admission is not None:
+            self.admission.release(key)
+        if self.on_close is not None:
+            client = client_address(addr)
+            now = time.time()
+            begun = now if started is None else started
+            record = ConnRecord(
+                "udp",
+                client,
+                client,
+                local or self.local_addr,
+                target,
+                0,
+                0,
+                begun,
+                max(0.0, now - begun),
+                outcome,
+                self.name,
+            )
+            deliver(self.on_close, record, self.log)
 
     def send_first(self, session: Session, queue: list[bytes]) -> None:
         nbytes = dropped = 0
@@ -111,6 +191,7 @@ class SessionOpener:
                 nbytes += len(data)
             except OSError:
                 dropped += 1
+        session.nin += nbytes
         self.stats.bytes_in += nbytes
         self.stats.dropped += dropped
 
@@ -121,7 +202,11 @@ class SessionOpener:
         cmsg: Cmsg | None,
         ctx: ConnContext | None,
         pending: Pending,
+        key: str | None = None,
+        local: Address | None = None,
     ) -> None:
+        started = time.time() if self.on_close is not None else None
+        outcome: Outcome | None = "shutdown"  # if cancelled: the stream closed
         try:
             try:
                 if self.pre_dial is not None and ctx is not None:
@@ -129,26 +214,33 @@ class SessionOpener:
                     if result is not None and inspect.isawaitable(result):
                         await result
             except Refused as exc:
+                outcome = "refused"
                 self.stats.refused += 1
                 self.stats.dropped += len(pending.queue)
                 self.log.bind(dst=where(target)).info(f"session refused by pre_dial: {exc}")
                 return
             except Exception as exc:
+                outcome = "dial_failed"
                 self.stats.dropped += len(pending.queue)
                 self.dial_failed(exc, target, "pre_dial")
                 return
             try:
                 resolved = literal(target) or await self.resolve(target)
             except OSError as exc:
+                outcome = "dial_failed"
                 self.stats.dropped += len(pending.queue)
                 self.dial_failed(exc, target)
                 return
+            if self.sock.fileno() >= 0:
+                outcome = None  # open_session takes over
         finally:
             if self.pending.get(addr) is pending:
                 del self.pending[addr]
-        if self.sock.fileno() < 0:
+            if outcome is not None:
+                self.not_opened(outcome, addr, key, local, target, started)
+        if outcome is not None:
             return
-        session = self.open_session(addr, resolved, cmsg, ctx)
+        session = self.open_session(addr, resolved, cmsg, ctx, key, local, started)
         if session is not None:
             self.send_first(session, pending.queue)
 

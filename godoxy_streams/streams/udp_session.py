@@ -3,8 +3,9 @@
 Replies are read from the upstream socket in batches (``add_reader`` + a drain loop, no task
 and no per-packet timer) and sent back from the listen socket to the client, with the
 arrival address as their source when the listener is a wildcard (``IP_PKTINFO`` /
-``IPV6_PKTINFO`` ancillary data). Also here: the ancillary-data helpers and ``Pending``, the
-bounded queue of a session whose hook or dial is still running.
+``IPV6_PKTINFO`` ancillary data). ``RecordedSession`` also counts the session's bytes and
+makes its close record (``on_close``). Also here: the ancillary-data helpers and ``Pending``,
+the bounded queue of a session whose hook or dial is still running.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from godoxy_streams.streams.common import Address, ConnContext
+from godoxy_streams.streams.common import Address, ConnContext, ConnRecord, Outcome, client_address
 
 if TYPE_CHECKING:
     from godoxy_streams.streams.udp_open import SessionOpener as UDPStream
@@ -59,7 +60,19 @@ def reply_cmsg(anc: list[tuple[int, int, bytes]]) -> tuple[Cmsg | None, str | No
 class Session:
     """One client address and its connected upstream socket."""
 
-    __slots__ = ("stream", "client", "sock", "fd", "send", "last", "cmsg", "ctx", "limit")
+    __slots__ = (
+        "stream",
+        "client",
+        "sock",
+        "fd",
+        "send",
+        "last",
+        "cmsg",
+        "ctx",
+        "limit",
+        "key",
+        "nin",
+    )
 
     def __init__(
         self,
@@ -78,6 +91,8 @@ class Session:
         self.cmsg = cmsg
         self.ctx = ctx
         self.limit = 1
+        self.key: str | None = None  # the admission key while admitted
+        self.nin = 0  # client -> upstream bytes, counted when the stream records sessions
 
     def start(self) -> None:
         self.stream.loop.add_reader(self.fd, self.readable)
@@ -86,13 +101,13 @@ class Session:
         self.stream.loop.remove_reader(self.fd)
         self.sock.close()
 
-    def readable(self) -> None:
+    def readable(self) -> int:
         """Relay upstream replies to the client, from the arrival address when known.
 
         Adaptive batch: after a callback that found a single datagram, the next one reads
         one and returns (no EAGAIN round trip, which costs a syscall and an exception in
         Python); after a burst, it drains up to ``BATCH``. The poll is level-triggered, so
-        nothing is left behind either way.
+        nothing is left behind either way. Returns the bytes relayed.
         """
         stream = self.stream
         recv = self.sock.recv
@@ -126,6 +141,51 @@ class Session:
             stats.dropped += dropped
         if stream.on_read is not None and self.ctx is not None:
             stream.call_hook(self.ctx)
+        return nbytes
+
+
+class RecordedSession(Session):
+    """A ``Session`` that counts its replies' bytes and makes its ``ConnRecord``."""
+
+    __slots__ = ("nout", "local", "target", "started", "t0")
+
+    def __init__(
+        self,
+        stream: UDPStream,
+        client: tuple[object, ...],
+        sock: socket.socket,
+        cmsg: Cmsg | None,
+        ctx: ConnContext | None,
+        local: Address,
+        target: Address,
+    ) -> None:
+        super().__init__(stream, client, sock, cmsg, ctx)
+        self.nout = 0
+        self.local = local
+        self.target = target
+        self.started = time.time()
+        self.t0 = self.last
+
+    def readable(self) -> int:
+        nbytes = super().readable()
+        self.nout += nbytes
+        return nbytes
+
+    def record(self, outcome: Outcome) -> ConnRecord:
+        client = client_address(self.client)
+        return ConnRecord(
+            "udp",
+            client,
+            client,
+            self.local,
+            self.target,
+            self.nin,
+            self.nout,
+            self.started,
+            time.monotonic() - self.t0,
+            outcome,
+            self.stream.name,
+        )
 
 
 class Pending:
@@ -142,10 +202,3 @@ class Pending:
             return False
         self.queue.append(data)
         return True
-
-
-def client_address(addr: tuple[object, ...]) -> Address:
-    host = str(addr[0])
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return (host, int(addr[1]))  # type: ignore[call-overload]

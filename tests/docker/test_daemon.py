@@ -279,3 +279,44 @@ def test_address_change_is_followed_by_retarget(
     assert whoami_tcp(LOCAL, port) == "mover"
     d.wait_for_log("action=retarget route=moving")
     assert d.log().count("action=start route=moving") == 1
+
+
+def test_labels_drive_proxy_protocol_and_acl(daemon: Daemon, run_container: Any, ns: str) -> None:
+    pp_port, acl_port = free_port(), free_port()
+    d = daemon()
+    run_container(
+        labels={
+            f"{ns}.aliases": "pp,guarded",
+            f"{ns}.pp.port": f"{pp_port}:7",
+            f"{ns}.pp.proxy_protocol": "v1",
+            f"{ns}.guarded.port": f"{acl_port}:7",
+            f"{ns}.guarded.acl.allow": "127.0.0.2",
+        }
+    )
+    eventually(lambda: tcp_connectable(LOCAL, pp_port) and tcp_connectable(LOCAL, acl_port))
+    with socket.socket() as client:
+        client.bind(("127.0.0.2", 0))
+        client.connect((LOCAL, pp_port))
+        client.sendall(b"payload")
+        client.shutdown(socket.SHUT_WR)
+        echoed = b""
+        while chunk := client.recv(4096):
+            echoed += chunk
+        source_port = client.getsockname()[1]
+    # The echo server returns what it got: the PROXY header (the real client, and the address
+    # it connected to) before the client's first byte.
+    header = f"PROXY TCP4 127.0.0.2 127.0.0.1 {source_port} {pp_port}\r\n".encode()
+    assert echoed == header + b"payload"
+
+    for source, allowed in (("127.0.0.2", True), ("127.0.0.3", False)):
+        with socket.socket() as client:
+            client.bind((source, 0))
+            client.settimeout(5)
+            client.connect((LOCAL, acl_port))
+            try:
+                client.sendall(b"hello\n")
+                got = client.recv(100)
+            except ConnectionResetError:
+                got = b""
+        assert (got == b"hello\n") is allowed, (source, got)
+    assert d.alive

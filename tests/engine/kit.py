@@ -1,7 +1,7 @@
-"""Loopback backends and clients for the engine tests: echo, tagged echo, UDP echo.
+"""Loopback backends and clients for the engine tests: echo, tagged echo, capture, UDP echo.
 
 Everything binds 127.0.0.1 or ::1 (or a wildcard, for the pktinfo test) on port 0 and is
-closed by its context manager.
+closed by its context manager; clients may bind another 127.0.0.x source (``source=``).
 """
 
 from __future__ import annotations
@@ -95,9 +95,23 @@ async def udp_stream(
 
 
 async def connect(
-    addr: tuple[str, int],
+    addr: tuple[str, int], source: str | None = None
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(addr[0], addr[1], limit=1 << 20)
+    """A connection to ``addr``, from ``source`` (a loopback address) when given."""
+    local = (source, 0) if source is not None else None
+    return await asyncio.open_connection(addr[0], addr[1], limit=1 << 20, local_addr=local)
+
+
+def capture(store: list[bytearray]) -> Handler:
+    """A handler that appends, per connection, everything it receives until EOF."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got = bytearray()
+        store.append(got)
+        while data := await reader.read(1 << 20):
+            got += data
+
+    return handle
 
 
 async def read_all(reader: asyncio.StreamReader, timeout: float = 5.0) -> bytes:
@@ -151,10 +165,14 @@ async def udp_echo(host: str = LOCAL, tag: bytes = b"") -> AsyncIterator[tuple[s
         transport.close()
 
 
-def udp_client(addr: tuple[str, int], *, connect: bool = True) -> socket.socket:
+def udp_client(
+    addr: tuple[str, int], *, connect: bool = True, source: str | None = None
+) -> socket.socket:
     family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
+    if source is not None:
+        sock.bind((source, 0))
     if connect:
         sock.connect(addr)
     return sock

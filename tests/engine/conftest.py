@@ -1,0 +1,22 @@
+"""Every async engine test runs under each available event loop (asyncio, and uvloop when
+installed): the engine must behave the same on both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+
+from godoxy_streams import loops
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    if loops.uvloop_available():
+        factories["uvloop"] = lambda: loops.new_event_loop("uvloop")
+    return factories
