@@ -60,6 +60,9 @@ class StreamManager:
         self._trusted = Acl(allow=trusted) if trusted else None
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
+        # Close records cost a little per connection: only keep them when lines will be written.
+        log = settings.log
+        self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
 
     def running_specs(self) -> dict[RouteKey, RouteSpec]:
         return {key: route.spec for key, route in self.running.items()}
@@ -139,7 +142,7 @@ class StreamManager:
             options=self.options_for(spec),
             name=f"{spec.origin.name}/{spec.alias}",
         )
-        on_close = access_logger(spec) if self._settings.log.access_log else None
+        on_close = access_logger(spec) if self._access_log else None
         try:
             await stream.serve(on_close=on_close)
         except ListenError as exc:
