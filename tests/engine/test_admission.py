@@ -226,3 +226,31 @@ async def test_refusals_are_logged_rate_limited() -> None:
     )
     assert counted == 5
     assert len(denied) < 5
+
+
+async def test_udp_flood_of_new_ports_does_not_stop_an_established_client() -> None:
+    """Spoofed-looking churn (200 new source ports, from the established client's own address
+    too) is rate-limited and meets a full table, while the established session is served."""
+    async with (
+        udp_echo() as backend,
+        udp_stream(backend, per_source_rate=5, per_source_burst=5, max_sessions=20) as stream,
+    ):
+        with udp_client(stream.local_addr, source="127.0.0.2") as established:
+            established.send(b"hello")
+            assert (await recv_datagram(established))[0] == b"hello"
+            flood = [
+                udp_client(stream.local_addr, source=f"127.0.0.{2 + i % 3}") for i in range(200)
+            ]
+            try:
+                for i, sock in enumerate(flood):
+                    sock.send(b"x")
+                    if i % 50 == 0:
+                        established.send(f"still {i}".encode())
+                        assert (await recv_datagram(established))[0] == f"still {i}".encode()
+                await eventually_async(lambda: stream.stats.limited >= 150, 3)
+                established.send(b"after")
+                assert (await recv_datagram(established))[0] == b"after"
+                assert len(stream.sessions) <= 20
+            finally:
+                for sock in flood:
+                    sock.close()
