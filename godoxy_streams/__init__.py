@@ -16,7 +16,12 @@ from godoxy_streams.errors import (
     StreamsError,
     UpstreamError,
 )
+from godoxy_streams.desired import DesiredState, build_desired
+from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
 from godoxy_streams.model import HealthCheck, RouteKey, RouteOrigin, RouteSpec
+from godoxy_streams.plan import Plan, make_plan
+from godoxy_streams.settings import Settings
+from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
 
 __version__ = "0.1.0"
 
@@ -24,6 +29,7 @@ __all__ = [
     "BindNotAllowed",
     "ConfigError",
     "ConflictError",
+    "DesiredState",
     "DialRefused",
     "DialTimeout",
     "EngineError",
@@ -31,11 +37,22 @@ __all__ = [
     "HealthCheck",
     "LabelError",
     "ListenError",
+    "ParseContext",
+    "ParseResult",
+    "Plan",
     "PortInUse",
     "RouteKey",
     "RouteOrigin",
     "RouteSpec",
+    "Settings",
+    "StreamOptions",
     "StreamsError",
+    "TCPStream",
+    "UDPStream",
     "UpstreamError",
     "__version__",
+    "build_desired",
+    "make_plan",
+    "parse_container",
+    "parse_static_routes",
 ]
