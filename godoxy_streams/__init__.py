@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from godoxy_streams.desired import DesiredState, build_desired
 from godoxy_streams.errors import (
     BindNotAllowed,
     ConfigError,
@@ -16,7 +17,6 @@ from godoxy_streams.errors import (
     StreamsError,
     UpstreamError,
 )
-from godoxy_streams.desired import DesiredState, build_desired
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
 from godoxy_streams.model import HealthCheck, RouteKey, RouteOrigin, RouteSpec
 from godoxy_streams.plan import Plan, make_plan
