@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--proxies",
         default=",".join(DEFAULT),
-        help=f"comma-separated proxies (default {','.join(DEFAULT)}; also: nginx-256k, pyref)",
+        help=(
+            f"comma-separated proxies (default {','.join(DEFAULT)}; "
+            "also: nginx-256k, ours-guarded, pyref)"
+        ),
     )
     p.add_argument("--subject", default="ours", help="proxy whose ratios are printed (ours)")
     p.add_argument("--duration", type=float, default=None, help="measured window, s (3)")

@@ -15,7 +15,9 @@
  * and discards everything while writing as fast as it can (both directions at
  * once), a TCP echo port, and a UDP echo port (recvmmsg/sendmmsg). It keeps
  * counters in a small shared file (--shm) so clients and the harness can see
- * how many connections it holds and how many bytes it received.
+ * how many connections it holds and how many bytes it received. A PROXY
+ * protocol header (v1 line or v2 binary) at the very start of an accepted TCP
+ * connection is skipped (ours-guarded sends v2); later bytes are all payload.
  *
  * --pids: comma separated pids whose utime+stime (from /proc/PID/stat) are
  * sampled at the start and end of the measured window ("cpu_s" in the output).
@@ -282,10 +284,20 @@ static double pct_us(uint64_t *s, size_t n, double p) {
 
 enum { K_LISTEN_BULK = 1, K_LISTEN_ECHO, K_UDP, K_BULK, K_ECHO };
 
+/* A PROXY protocol header (v1 line or v2 binary) may open an accepted TCP connection
+ * (ours-guarded sends v2); it is skipped, only there, before bytes count as payload. */
+enum { PP_START = 0, PP_V1, PP_SKIP, PP_DONE };
+#define PP_HOLD 16  /* bytes held back while telling a header from payload */
+#define PP_V1_MAX 107 /* longest valid v1 line, CRLF included */
+
 struct conn {
     int kind;
     size_t pend_len, pend_off;
     char *pend; /* echo: unsent bytes (only while the peer is slow) */
+    uint8_t pp;    /* PP_*: where we are in the header at the start */
+    uint8_t hlen;  /* bytes in hbuf */
+    uint32_t skip; /* PP_SKIP: header bytes still to drop; PP_V1: bytes of the line seen */
+    unsigned char hbuf[PP_HOLD];
 };
 
 #define MAXFD 65536
@@ -295,8 +307,59 @@ static uint64_t s_bulk_acc, s_bulk_open, s_bulk_rx, s_bulk_tx;
 static uint64_t s_echo_acc, s_echo_open, s_echo_rx, s_echo_tx, s_udp_rx, s_udp_tx;
 
 #define BUFSZ (256 * 1024)
-static char g_rbuf[BUFSZ];
+/* recv lands at g_rbuf + PP_HOLD so that held-back bytes can be put back in front */
+static char g_rbuf_mem[PP_HOLD + BUFSZ];
+#define g_rbuf (g_rbuf_mem + PP_HOLD)
 static char g_wbuf[BUFSZ];
+
+static const unsigned char PP2_SIG[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+
+/* Drop PROXY header bytes from buf[0..*n) (just received on c; buf has PP_HOLD bytes of
+ * headroom before it). Returns where the payload starts and sets *n to its length (0: all
+ * of it was header, or is held back until the next read tells); NULL: a broken v1 line. */
+static char *pp_strip(struct conn *c, char *buf, size_t *n) {
+    size_t len = *n, i = 0;
+    while (c->pp != PP_DONE) {
+        if (c->pp == PP_SKIP) {
+            size_t k = len - i < c->skip ? len - i : c->skip;
+            i += k;
+            c->skip -= (uint32_t)k;
+            if (c->skip) break; /* the rest comes with the next read */
+            c->pp = PP_DONE;
+        } else if (c->pp == PP_V1) {
+            while (i < len && buf[i] != '\n' && c->skip <= PP_V1_MAX) i++, c->skip++;
+            if (c->skip > PP_V1_MAX) return NULL;
+            if (i == len) break;
+            i++; /* the LF */
+            c->pp = PP_DONE;
+        } else { /* PP_START: one byte at a time into hbuf until it is, or is not, a header */
+            if (i == len) break;
+            size_t old = (size_t)c->hlen - i; /* held from earlier reads */
+            unsigned char b = (unsigned char)buf[i];
+            unsigned h = c->hlen;
+            int v1 = h < 6 && b == (unsigned char)"PROXY "[h] && !memcmp(c->hbuf, "PROXY ", h);
+            int v2 = h >= 12 || (b == PP2_SIG[h] && !memcmp(c->hbuf, PP2_SIG, h));
+            if (!v1 && !v2) { /* payload, held bytes included: put them back in front */
+                c->pp = PP_DONE;
+                memcpy(buf - old, c->hbuf, old);
+                *n = len + old;
+                return buf - old;
+            }
+            c->hbuf[c->hlen++] = b;
+            i++;
+            if (v1 && c->hlen == 6) {
+                c->pp = PP_V1;
+                c->skip = 6;
+            } else if (c->hlen == 16) {
+                c->skip = ((uint32_t)c->hbuf[14] << 8) | c->hbuf[15];
+                c->pp = c->skip ? PP_SKIP : PP_DONE;
+            }
+        }
+    }
+    *n = len - i;
+    return buf + i;
+}
 
 static int listen_on(const char *host, int port, int type) {
     struct sockaddr_storage ss;
@@ -370,8 +433,16 @@ static void bulk_event(int fd, uint32_t ev) {
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         ssize_t n = recv(fd, g_rbuf, BUFSZ, 0);
         if (n > 0) {
-            s_bulk_rx += (uint64_t)n;
+            struct conn *c = g_conns[fd];
+            size_t len = (size_t)n;
+            if (c->pp != PP_DONE && !pp_strip(c, g_rbuf, &len)) {
+                conn_close(fd);
+                return;
+            }
+            s_bulk_rx += (uint64_t)len;
         } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            struct conn *c = g_conns[fd];
+            if (c->pp == PP_START) s_bulk_rx += c->hlen; /* held back, yet payload */
             conn_close(fd);
             return;
         }
@@ -413,6 +484,11 @@ static void echo_event(int ep, int fd, uint32_t ev) {
     for (int i = 0; i < 8; i++) {
         ssize_t n = recv(fd, g_rbuf, BUFSZ, 0);
         if (n == 0) {
+            if (c->pp == PP_START && c->hlen) { /* EOF: the bytes held back were payload */
+                s_echo_rx += c->hlen;
+                ssize_t w = send(fd, c->hbuf, c->hlen, MSG_NOSIGNAL);
+                if (w > 0) s_echo_tx += (uint64_t)w;
+            }
             conn_close(fd);
             return;
         }
@@ -421,8 +497,19 @@ static void echo_event(int ep, int fd, uint32_t ev) {
             conn_close(fd);
             return;
         }
+        char *p = g_rbuf;
+        size_t got = (size_t)n;
+        if (c->pp != PP_DONE) {
+            p = pp_strip(c, g_rbuf, &got);
+            if (!p) {
+                conn_close(fd);
+                return;
+            }
+            if (!got) continue; /* all header so far */
+            n = (ssize_t)got;
+        }
         s_echo_rx += (uint64_t)n;
-        ssize_t w = send(fd, g_rbuf, (size_t)n, MSG_NOSIGNAL);
+        ssize_t w = send(fd, p, (size_t)n, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno != EAGAIN) {
                 conn_close(fd);
@@ -438,7 +525,7 @@ static void echo_event(int ep, int fd, uint32_t ev) {
                 conn_close(fd);
                 return;
             }
-            memcpy(c->pend, g_rbuf + w, rest);
+            memcpy(c->pend, p + w, rest);
             c->pend_len = rest;
             c->pend_off = 0;
             ep_mod(ep, fd, EPOLLOUT | EPOLLRDHUP);
@@ -493,7 +580,7 @@ static void publish(void) {
 
 static int cmd_backend(struct opts *o) {
     g_shm = map_shm(o->shm_path, 1);
-    memset(g_rbuf, 0, sizeof g_rbuf);
+    memset(g_rbuf_mem, 0, sizeof g_rbuf_mem);
     memset(g_wbuf, 'x', sizeof g_wbuf);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");

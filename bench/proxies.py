@@ -229,6 +229,7 @@ def _ours_help() -> str:
 class Ours(Proxy):
     name = "ours"
     description = "godoxy-streams run --no-docker --routes FILE"
+    routes_template = "routes.yml"
 
     def unavailable(self) -> str | None:
         help_text = _ours_help()
@@ -240,7 +241,7 @@ class Ours(Proxy):
         return None
 
     def argv(self) -> list[str]:
-        routes = self.render("routes.yml", f"{self.name}-routes.yml")
+        routes = self.render(self.routes_template, f"{self.name}-routes.yml")
         argv = [str(_ours_bin()), "run", "--no-docker", "--routes", str(routes)]
         help_text = _ours_help()
         if "--api" in help_text:
@@ -248,6 +249,15 @@ class Ours(Proxy):
         if "--log-level" in help_text:
             argv += ["--log-level", "WARNING"]  # measure the data path, not log lines
         return argv
+
+
+class OursGuarded(Ours):
+    """Opt-in: the same daemon and routes, plus `acl: {allow: [127.0.0.0/8]}` on every route
+    and `proxy_protocol: v2` on every TCP route (the C backend skips the PROXY header)."""
+
+    name = "ours-guarded"
+    description = "ours + ACL on every route + PROXY protocol v2 on TCP routes (opt-in)"
+    routes_template = "routes-guarded.yml"
 
 
 class PyRef(Proxy):
@@ -264,6 +274,7 @@ class PyRef(Proxy):
 
 
 ALL: dict[str, type[Proxy]] = {
-    cls.name: cls for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, PyRef)
+    cls.name: cls
+    for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, OursGuarded, PyRef)
 }
 DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours"]
