@@ -23,6 +23,7 @@ from godoxy_streams.model import RouteSpec
 from godoxy_streams.plan import make_plan
 
 EngineKey = tuple[str, str]  # (engine, container id)
+NOTED_MAX = 10_000  # informational notes remembered so each is logged once
 
 
 @dataclass
@@ -65,6 +66,8 @@ class Reconciler:
         result = parse_container(info, self.ctx)
         for note in result.notes:
             if note not in self._noted:
+                if len(self._noted) >= NOTED_MAX:  # bounded memory under container churn
+                    self._noted.clear()
                 self._noted.add(note)
                 logger.info(note)
         return result

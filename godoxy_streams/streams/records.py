@@ -129,12 +129,8 @@ class CountedHookedUpstream(HookedUpstream):
     conn: Counted
 
     def data_received(self, data: bytes) -> None:
-        conn = self.conn
-        conn.transport.write(data)
-        n = len(data)
-        conn.stream.stats.bytes_out += n
-        conn.nout += n
-        conn.touched()
+        CountedUpstream.data_received(self, data)  # type: ignore[arg-type]
+        self.conn.touched()
 
 
 def counted_layers(hooked: bool) -> tuple[tuple[type, ...], type[Upstream]]:

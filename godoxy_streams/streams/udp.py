@@ -185,13 +185,7 @@ class UDPStream(SessionOpener):
                 dropped += 1
             if hooked:
                 self._touched(session, len(data))
-        self._limit = BATCH if count > 1 or count >= limit else 1  # see Session.readable
-        stats = self.stats
-        stats.bytes_in += nbytes
-        if dropped:
-            stats.dropped += dropped
-        if self._touched_set:
-            self._call_touched()
+        self._batch_done(count, limit, nbytes, dropped)
 
     def _readable_pktinfo(self) -> None:
         recvmsg = self.sock.recvmsg
@@ -222,6 +216,10 @@ class UDPStream(SessionOpener):
                 dropped += 1
             if hooked:
                 self._touched(session, len(data))
+        self._batch_done(count, limit, nbytes, dropped)
+
+    def _batch_done(self, count: int, limit: int, nbytes: int, dropped: int) -> None:
+        """Once per read batch: the next batch size, the counters, the on_read hooks."""
         self._limit = BATCH if count > 1 or count >= limit else 1  # see Session.readable
         stats = self.stats
         stats.bytes_in += nbytes
