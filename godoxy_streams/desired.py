@@ -2,7 +2,10 @@
 conflicts out (labels.md "Listen-socket conflicts"). Pure and deterministic.
 
 Order of claim on a socket: the route already holding it, then static-file routes, then the
-older container (creation time), then the container name, then the alias.
+older container (creation time), then the container name, then the alias. A later claimant
+that pools with the winner (``RouteSpec.pools_with``: the same ``load_balance`` mode, or a
+replica of the same compose service) and agrees on every listener setting joins the winner's
+pool instead of conflicting; the winner stays the pool's first member.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from godoxy_streams.model import RouteKey, RouteSpec, keys_overlap
+from godoxy_streams.model import Member, RouteKey, RouteSpec, keys_overlap
+
+Identity = tuple[str, str, str, str]
 
 
-def identity(route: RouteSpec) -> tuple[str, str, str, str]:
-    """Who a route belongs to, beyond its listen socket: origin, alias and protocol."""
-    return (route.origin.kind, route.origin.id or route.origin.name, route.alias, route.proto)
+def identity(route: RouteSpec | Member, proto: str = "") -> Identity:
+    """Who a route (or pool member) belongs to, beyond its listen socket: origin, alias and
+    protocol."""
+    if isinstance(route, RouteSpec):
+        proto = route.proto
+    return (route.origin.kind, route.origin.id or route.origin.name, route.alias, proto)
 
 
 @dataclass(frozen=True)
@@ -29,10 +37,14 @@ class Conflict:
     def message(self) -> str:
         wanted, held = self.route.key, self.holder.key
         socket = f"listen socket {wanted}" + (f" overlaps {held}, which" if wanted != held else "")
-        return (
+        text = (
             f'{socket} is held by {self.holder.origin.name} (route "{self.holder.alias}"); '
             "this route takes over when the holder goes away"
         )
+        if self.route.pools_with(self.holder):
+            differs = ", ".join(self.holder.pool_mismatch(self.route))
+            text += f" (it cannot join the holder's pool: {differs} differ)"
+        return text
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,8 @@ class DesiredState:
 def build_desired(
     candidates: Iterable[RouteSpec], *, holders: Iterable[RouteSpec] = ()
 ) -> DesiredState:
-    """Pick one route per listen socket; ``holders`` are the routes running now."""
-    holding = {identity(route) for route in holders}
+    """Pick one route (or pool) per listen socket; ``holders`` are the routes running now."""
+    holding = {identity(m, r.proto) for r in holders for m in r.members}
 
     def rank(route: RouteSpec) -> tuple[bool, bool, float, str, str, str]:
         return (
@@ -58,12 +70,17 @@ def build_desired(
         )
 
     winners: dict[RouteKey, RouteSpec] = {}
+    pools: dict[RouteKey, list[Member]] = {}
     by_port: dict[tuple[str, int], list[RouteSpec]] = {}
     conflicts: list[Conflict] = []
     for route in sorted(set(candidates), key=rank):
         key = route.key
         if key in winners:
-            conflicts.append(Conflict(route, winners[key]))
+            winner = winners[key]
+            if winner.pools_with(route) and not winner.pool_mismatch(route):
+                pools.setdefault(key, list(winner.members)).extend(route.members)
+            else:
+                conflicts.append(Conflict(route, winner))
             continue
         rivals = by_port.get((key.proto, key.port), []) if key.port else []
         holder = next((r for r in rivals if keys_overlap(r.key, key)), None)
@@ -73,4 +90,6 @@ def build_desired(
         winners[key] = route
         if key.port:
             by_port.setdefault((key.proto, key.port), []).append(route)
+    for key, members in pools.items():
+        winners[key] = winners[key].model_copy(update={"pool": tuple(members)})
     return DesiredState(winners, tuple(conflicts))

@@ -1,8 +1,10 @@
 """The stream manager: applies a plan to the stream engine.
 
-Owns one stream per running route, keyed by ``RouteKey``. A bind failure is an error of that
-route only (kept in ``failed`` and retried by the next reconcile), never a crash. Stopped
-streams free their port at once and drain in the background.
+Owns one stream per running route, keyed by ``RouteKey``, each with its pool of members (one
+for a plain route) and their health checks. A bind failure is an error of that route only
+(kept in ``failed`` and retried by the next reconcile), never a crash. Stopped streams free
+their port at once and drain in the background. A changed member set (a replica joining or
+leaving, a Docker health change) updates the pool in place: no rebind, live connections kept.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.plan import Plan
 from godoxy_streams.settings import Settings
 from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
+from godoxy_streams.streams.pool import MemberSpec, describe
+from godoxy_streams.upstream_health import HealthChecks, member_key
 
 Stream = TCPStream | UDPStream
 
@@ -34,6 +38,12 @@ class RunningRoute:
     @property
     def bound_port(self) -> int:
         return self.stream.local_addr[1]
+
+    @property
+    def healthy(self) -> bool:
+        """Whether any member may take new connections."""
+        pool = self.stream.pool
+        return pool is None or pool.any_available()
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,12 @@ def _where(host: str, port: int | str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def member_specs(spec: RouteSpec) -> list[MemberSpec]:
+    return [
+        MemberSpec(member_key(m), m.address, m.origin.name, m.origin.health) for m in spec.members
+    ]
+
+
 class StreamManager:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -60,6 +76,7 @@ class StreamManager:
         self._trusted = Acl(allow=trusted) if trusted else None
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
+        self.health = HealthChecks()
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -120,9 +137,9 @@ class StreamManager:
         retargeted = []
         for spec in plan.retarget:
             route = self.running[spec.key]
-            if route.spec.target != spec.target:
-                route.stream.retarget(spec.target)
-                self._log(spec, "retarget", route.bound_port)
+            pool = route.stream.set_pool(member_specs(spec), spec.balance)
+            if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
+                self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
             route.spec = spec
             retargeted.append(spec.key)
         started, failed = [], {}
@@ -132,6 +149,9 @@ class StreamManager:
                 started.append(spec.key)
             else:
                 failed[spec.key] = error
+        self.health.sync(
+            {k: (r.spec, r.stream.pool) for k, r in self.running.items() if r.stream.pool}
+        )
         return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
 
     async def _start(self, spec: RouteSpec) -> str | None:
@@ -142,6 +162,7 @@ class StreamManager:
             options=self.options_for(spec),
             name=f"{spec.origin.name}/{spec.alias}",
         )
+        stream.set_pool(member_specs(spec), spec.balance)
         on_close = access_logger(spec) if self._access_log else None
         try:
             await stream.serve(on_close=on_close)
@@ -156,7 +177,8 @@ class StreamManager:
             return message
         self.failed.pop(spec.key, None)
         self.running[spec.key] = RunningRoute(spec, stream)
-        self._log(spec, "start", stream.local_addr[1])
+        extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
+        self._log(spec, "start", stream.local_addr[1], **extra)
         self._warn_open_udp(spec)
         return None
 
@@ -179,6 +201,7 @@ class StreamManager:
     async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
         """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
         routes, self.running = list(self.running.values()), {}
+        self.health.close()
         for route in routes:
             self._log(route.spec, "stop", route.bound_port)
             if kill:

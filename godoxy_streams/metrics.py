@@ -2,12 +2,16 @@
 counters, so the data path never calls into the metrics library.
 
 Per route (labelled by alias, scheme, listen and source): connections or sessions total and
-active, bytes each way, dial errors by reason, refusals and UDP drops, and the route's state.
-Daemon-wide: routes by state, engine connectivity, last sync time, reconcile durations.
+active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
+away for want of a healthy upstream, and the route's state (``running``, ``unhealthy``, ...).
+Per pool member (route labels plus ``member`` and ``container``): whether it is up, its open
+and total connections, its failed dials. Daemon-wide: routes by state, engine connectivity,
+last sync time, reconcile durations.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -15,10 +19,43 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from godoxy_streams.reconciler import Reconciler
+from godoxy_streams.streams.pool import Pool
 from godoxy_streams.watcher import SourceState
 
 ROUTE_LABELS = ("alias", "scheme", "listen", "source")
 PREFIX = "godoxy_streams"
+
+
+class MemberMetrics:
+    """The per-member families of one scrape."""
+
+    def __init__(self) -> None:
+        labels = [*ROUTE_LABELS, "member", "container"]
+        name = f"{PREFIX}_upstream"
+        self.up = GaugeMetricFamily(
+            f"{name}_up", "1 while the member takes connections", labels=labels
+        )
+        self.active = GaugeMetricFamily(
+            f"{name}_connections_active", "open connections / sessions per member", labels=labels
+        )
+        self.total = CounterMetricFamily(
+            f"{name}_connections", "connections / sessions sent to the member", labels=labels
+        )
+        self.failures = CounterMetricFamily(
+            f"{name}_dial_failures", "failed dials to the member", labels=labels
+        )
+
+    def add(self, key: list[str], pool: Pool) -> None:
+        now = time.monotonic()
+        for m in pool.members:
+            labels = [*key, f"{m.address[0]}:{m.address[1]}", m.name]
+            self.up.add_metric(labels, 1 if m.available(now) else 0)
+            self.active.add_metric(labels, m.active)
+            self.total.add_metric(labels, m.total)
+            self.failures.add_metric(labels, m.failures)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.up, self.active, self.total, self.failures)
 
 
 class DaemonCollector(Collector):
@@ -43,8 +80,10 @@ class DaemonCollector(Collector):
         proxy_errors = counter("proxy_header_errors", "connections closed for a bad PROXY header")
         table_full = counter("udp_sessions_refused", "UDP sessions refused: table full")
         dropped = counter("udp_datagrams_dropped", "UDP datagrams dropped")
+        no_upstream = counter("no_upstream", "connections or UDP sessions with no healthy upstream")
         state = gauge("route_state", "1 for the route's current state", [*ROUTE_LABELS, "state"])
-        by_state: dict[str, int] = {"running": 0, "error": 0, "conflict": 0}
+        by_state: dict[str, int] = {"running": 0, "unhealthy": 0, "error": 0, "conflict": 0}
+        members = MemberMetrics()
 
         for route in self.reconciler.manager.running.values():
             spec, stats = route.spec, route.stream.stats
@@ -64,8 +103,12 @@ class DaemonCollector(Collector):
             if spec.proto == "udp":
                 table_full.add_metric(key, stats.sessions_refused)
                 dropped.add_metric(key, stats.dropped)
-            state.add_metric([*key, "running"], 1)
-            by_state["running"] += 1
+            no_upstream.add_metric(key, stats.no_upstream)
+            now = "running" if route.healthy else "unhealthy"
+            state.add_metric([*key, now], 1)
+            by_state[now] += 1
+            if route.stream.pool is not None:
+                members.add(key, route.stream.pool)
         idle = [(spec, "error") for spec, _ in self.reconciler.manager.failed.values()]
         idle += [(c.route, "conflict") for c in self.reconciler.last.conflicts]
         for spec, name in idle:
@@ -73,7 +116,8 @@ class DaemonCollector(Collector):
             state.add_metric([spec.alias, spec.scheme, where, spec.origin.name, name], 1)
             by_state[name] += 1
         yield from (total, active, traffic, dial, refused, denied, limited, proxy_errors)
-        yield from (table_full, dropped, state)
+        yield from (table_full, dropped, no_upstream, state)
+        yield from members.families()
 
         routes = gauge("routes", "routes by state", ["state"])
         for name, count in by_state.items():

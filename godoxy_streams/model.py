@@ -17,6 +17,7 @@ Scheme = Literal["tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"]
 OriginKind = Literal["docker", "file", "compose"]
 LoadBalanceMode = Literal["round_robin", "least_conn", "ip_hash"]
 OnStop = Literal["drain", "kill"]
+DockerHealth = Literal["starting", "healthy", "unhealthy"]
 ProxyProtocol = Literal["v1", "v2"]
 
 DEFAULT_MAX_SESSIONS = 10_000
@@ -50,6 +51,20 @@ class RouteOrigin(_Frozen):
     engine: str = "local"
     compose_project: str = ""
     compose_service: str = ""
+    health: DockerHealth | None = None  # the container's HEALTHCHECK state, when it has one
+
+
+class Member(_Frozen):
+    """One upstream of a route: where to dial, and the container (or file entry) behind it."""
+
+    alias: str
+    host: str
+    port: int
+    origin: RouteOrigin
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
 
 
 class RouteKey(NamedTuple):
@@ -91,6 +106,7 @@ class RouteSpec(_Frozen):
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     healthcheck: HealthCheck = HealthCheck()
     load_balance: LoadBalanceMode | None = None
+    pool: tuple[Member, ...] = ()  # set by ``desired`` when several routes share this socket
 
     @property
     def proto(self) -> Proto:
@@ -106,15 +122,53 @@ class RouteSpec(_Frozen):
     def target(self) -> tuple[str, int]:
         return (self.target_host, self.target_port)
 
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The upstreams: the pool, or this route's own target alone."""
+        if self.pool:
+            return self.pool
+        own = Member(
+            alias=self.alias, host=self.target_host, port=self.target_port, origin=self.origin
+        )
+        return (own,)
+
+    @property
+    def balance(self) -> LoadBalanceMode:
+        """How new connections pick a member (round robin unless the labels say otherwise)."""
+        return self.load_balance or "round_robin"
+
     def listener_part(self) -> RouteSpec:
-        """This spec with its target and origin blanked: two specs whose listener parts are
+        """This spec with its targets and origin blanked: two specs whose listener parts are
         equal differ only in where they forward to, so a retarget serves."""
         return self.model_copy(
             update={
                 "target_host": "",
                 "target_port": 0,
                 "origin": RouteOrigin(kind=self.origin.kind, name=""),
+                "pool": (),
             }
+        )
+
+    def pool_mismatch(self, other: RouteSpec) -> list[str]:
+        """The settings in which ``other`` differs from this route, besides alias and target;
+        routes may share one listener as a pool only when this is empty."""
+        mine = self.listener_part().model_dump(exclude={"alias", "origin"})
+        theirs = other.listener_part().model_dump(exclude={"alias", "origin"})
+        return sorted(name for name in mine if mine[name] != theirs[name])
+
+    def pools_with(self, other: RouteSpec) -> bool:
+        """Whether ``other`` asks to share this route's listen socket as a pool member: both
+        name the same ``load_balance`` mode, or both are replicas of one compose service."""
+        if self.key != other.key or not self.listen_port:
+            return False
+        if self.load_balance is not None and self.load_balance == other.load_balance:
+            return True
+        mine, theirs = self.origin, other.origin
+        return bool(
+            mine.compose_service
+            and (mine.compose_project, mine.compose_service)
+            == (theirs.compose_project, theirs.compose_service)
+            and self.load_balance == other.load_balance
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -127,6 +181,11 @@ class RouteSpec(_Frozen):
             "target_host": self.target_host,
             "target_port": self.target_port,
             "container": self.origin.name,
+            "load_balance": self.balance if self.pool else self.load_balance,
+            "members": [
+                {"alias": m.alias, "host": m.host, "port": m.port, "container": m.origin.name}
+                for m in self.members
+            ],
         }
 
 

@@ -26,10 +26,13 @@ def route_rows(reconciler: Reconciler) -> list[dict[str, Any]]:
     for route in manager.running.values():
         stats = route.stream.stats
         row = route.spec.public_dict()
+        pool = route.stream.pool
+        if pool is not None:
+            row["members"] = pool.view()
         row.update(
             listen_port=route.bound_port,
-            state="running",
-            error=None,
+            state="running" if route.healthy else "unhealthy",
+            error=None if route.healthy else "no healthy upstream",
             active=stats.active,
             bytes_in=stats.bytes_in,
             bytes_out=stats.bytes_out,
@@ -53,7 +56,11 @@ def _container_reason(entry: ContainerEntry, reconciler: Reconciler) -> tuple[bo
         return False, "excluded (proxy.exclude)"
     if not info.running:
         return False, f"not running ({info.state})"
-    mine = [r for r in reconciler.manager.running.values() if r.spec.origin.id == info.id]
+    mine = [
+        r
+        for r in reconciler.manager.running.values()
+        if any(m.origin.id == info.id for m in r.spec.members)
+    ]
     if result.errors and not result.routes:
         return False, "invalid label: " + "; ".join(e.message for e in result.errors)
     conflicted = [c for c in reconciler.last.conflicts if c.route.origin.id == info.id]

@@ -53,6 +53,7 @@ def _origin(info: ContainerInfo, ctx: ParseContext) -> RouteOrigin:
         engine=info.engine,
         compose_project=info.compose_project,
         compose_service=info.compose_service,
+        health=info.health if info.health in ("starting", "healthy", "unhealthy") else None,
     )
 
 

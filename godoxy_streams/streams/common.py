@@ -89,6 +89,7 @@ Outcome = Literal[
     "reset",  # either side reset the connection (or failed with an error)
     "shutdown",  # cut by the stream's close (kill, or the end of a drain)
     "refused",  # refused by the pre_dial hook
+    "no_upstream",  # no pool member was available
 ]
 
 
@@ -127,6 +128,7 @@ class StreamStats:
     denied: int = 0  # refused by an access list (UDP: datagrams)
     limited: int = 0  # refused by a cap or rate (UDP: datagrams)
     proxy_errors: int = 0  # PROXY header missing, malformed, late or untrusted
+    no_upstream: int = 0  # refused because no pool member was available (UDP: sessions)
 
     def count_dial_error(self, reason: str) -> None:
         self.dial_errors[reason] = self.dial_errors.get(reason, 0) + 1

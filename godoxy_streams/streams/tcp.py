@@ -3,20 +3,22 @@
 The listener is an ``asyncio`` server on a socket bound here (so bind errors become the
 ``ListenError`` tree); each connection is a protocol pair from ``relay`` (``hooked`` with
 hooks or an idle timeout, ``guard`` with admission, PROXY protocol or ``on_close``; chosen
-once, at ``serve``). ``retarget`` swaps the target for new connections only. ``close`` frees
-the port at once, then drains or kills the live connections.
+once, at ``serve``). ``retarget`` swaps the target for new connections only; ``set_pool``
+gives the stream several upstreams (``pool``), and while the pool needs a choice new
+connections use ``balanced`` on top of that class. ``close`` frees the port at once, then
+drains or kills the live connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from typing import Any
 
 from loguru import logger
 
 from godoxy_streams.streams.admission import Admission, RefusalLog
+from godoxy_streams.streams.balanced import balanced_class
 from godoxy_streams.streams.common import (
     BACKLOG,
     DEFAULT_OPTIONS,
@@ -31,10 +33,11 @@ from godoxy_streams.streams.common import (
     where,
 )
 from godoxy_streams.streams.guard import conn_class
+from godoxy_streams.streams.pool import PooledStream
 from godoxy_streams.streams.relay import Conn
 
 
-class TCPStream:
+class TCPStream(PooledStream):
     """Relay TCP connections accepted on ``listen`` to ``target``."""
 
     def __init__(
@@ -59,6 +62,8 @@ class TCPStream:
         self.admitted = 0  # admitted live connections (guarded streams only)
         self.need_peer = False  # whether guarded connections look up their peer
         self.refusals: RefusalLog
+        self.conn_cls: type[Conn] = Conn
+        self._plain_cls: type[Conn] = Conn
         self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
         self._server: asyncio.AbstractServer | None = None
         self._local: Address | None = None
@@ -101,20 +106,27 @@ class TCPStream:
             or options.proxy_protocol
             or (admission is not None and admission.by_client)
         )
-        conn_cls = conn_class(
+        self._plain_cls = conn_class(
             hooked=hooked, guarded=options.guarded, recorded=on_close is not None, proxy_in=proxy_in
         )
-        factory = functools.partial(conn_cls, self)
+        self.balancing_changed()
         try:
-            self._server = await self.loop.create_server(factory, sock=sock, backlog=BACKLOG)
+            self._server = await self.loop.create_server(self.new_conn, sock=sock, backlog=BACKLOG)
         except BaseException:
             sock.close()
             self._local = None
             raise
 
+    def new_conn(self) -> Conn:
+        return self.conn_cls(self)
+
     def retarget(self, target: Address) -> None:
         """Send new connections to ``target``; live ones keep their upstream."""
         self.target = target
+
+    def balancing_changed(self) -> None:
+        """New connections use the balanced class while the pool needs a choice."""
+        self.conn_cls = balanced_class(self._plain_cls) if self.balancing else self._plain_cls
 
     async def close(self, *, on_stop: str | None = None, grace: float | None = None) -> None:
         """Stop listening now; then drain (up to ``grace``) or kill the live connections."""

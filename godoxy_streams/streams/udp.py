@@ -240,8 +240,8 @@ class UDPStream(SessionOpener):
             self._touched_set.add(session)
 
     def _guarded(self) -> bool:
-        """Whether ended sessions need ``session_ended`` (slots to release, records)."""
-        return self.admission is not None or self.on_close is not None
+        """Whether ended sessions need ``session_ended`` (slots, member counts, records)."""
+        return self.admission is not None or self.on_close is not None or self.pool is not None
 
     # --- expiry and hooks ---
 

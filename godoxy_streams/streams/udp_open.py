@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from godoxy_streams.errors import Refused
-from godoxy_streams.streams.admission import Admission
+from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.common import (
     Address,
     ConnContext,
@@ -31,6 +31,7 @@ from godoxy_streams.streams.common import (
     literal_family,
     where,
 )
+from godoxy_streams.streams.pool import PooledStream
 from godoxy_streams.streams.udp_session import Cmsg, Pending, RecordedSession, Session
 
 Resolved = tuple[socket.AddressFamily, Any]
@@ -42,7 +43,7 @@ def literal(target: Address) -> Resolved | None:
     return None if family is None else (family, target)
 
 
-class SessionOpener:
+class SessionOpener(PooledStream):
     """The session-opening half of ``UDPStream``."""
 
     name: str
@@ -55,6 +56,7 @@ class SessionOpener:
     on_read: Hook | None
     on_close: OnClose | None
     admission: Admission | None
+    refusals: RefusalLog
     loop: asyncio.AbstractEventLoop
     sock: socket.socket
     log: Any
@@ -84,7 +86,20 @@ class SessionOpener:
             key = admission.take(addr[0])
             if key is None:
                 return
-        target, resolved = self.target, self._resolved
+        member = None
+        if self.balancing:
+            member = self.pool.pick(str(addr[0])) if self.pool is not None else None
+            if member is None:
+                self.stats.no_upstream += 1
+                self.refusals.note("no_upstream", "no healthy upstream; datagram dropped")
+                if key is not None and admission is not None:
+                    admission.release(key)
+                return
+            member.total += 1
+            target = member.address
+            resolved = literal(target)
+        else:
+            target, resolved = self.target, self._resolved
         ctx = local_addr = None
         if self.pre_dial is not None or self.on_read is not None or self.on_close is not None:
             local_addr = (local, self.local_addr[1]) if local else self.local_addr
@@ -93,6 +108,9 @@ class SessionOpener:
         if self.pre_dial is None and resolved is not None:
             session = self.open_session(addr, resolved, cmsg, ctx, key, local_addr)
             if session is not None:
+                if member is not None:
+                    session.member = member
+                    member.active += 1
                 self.send_first(session, [data])
             return
         pending = self.pending[addr] = Pending(data)
@@ -149,6 +167,10 @@ class SessionOpener:
         if key is not None and self.admission is not None:
             session.key = None
             self.admission.release(key)
+        member = session.member
+        if member is not None:
+            session.member = None
+            member.active -= 1
         if self.on_close is not None and isinstance(session, RecordedSession):
             deliver(self.on_close, session.record(outcome), self.log)
 

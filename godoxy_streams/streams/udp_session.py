@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from godoxy_streams.streams.common import Address, ConnContext, ConnRecord, Outcome, client_address
 
 if TYPE_CHECKING:
+    from godoxy_streams.streams.pool import PoolMember
     from godoxy_streams.streams.udp_open import SessionOpener as UDPStream
 
 BATCH = 256  # datagrams drained per readiness callback (fairness between sockets)
@@ -72,6 +73,7 @@ class Session:
         "limit",
         "key",
         "nin",
+        "member",
     )
 
     def __init__(
@@ -93,6 +95,7 @@ class Session:
         self.limit = 1
         self.key: str | None = None  # the admission key while admitted
         self.nin = 0  # client -> upstream bytes, counted when the stream records sessions
+        self.member: PoolMember | None = None  # the pool member it was sent to, if balanced
 
     def start(self) -> None:
         self.stream.loop.add_reader(self.fd, self.readable)

@@ -30,6 +30,8 @@ def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "target_host": "ssh",
         "target_port": 22,
         "container": "ssh",
+        "load_balance": None,
+        "members": [{"alias": "ssh", "host": "ssh", "port": 22, "container": "ssh"}],
     }
     assert {r["scheme"] for r in doc["routes"] if r["alias"] == "dns"} == {"tcp", "udp"}
 

@@ -37,6 +37,10 @@ def test_labels_md_example() -> None:
         "target_host": "10.0.0.5",
         "target_port": 22,
         "container": "file:ssh-proxy",
+        "load_balance": None,
+        "members": [
+            {"alias": "ssh-proxy", "host": "10.0.0.5", "port": 22, "container": "file:ssh-proxy"}
+        ],
     }
     assert (dns.scheme, dns.target_host, dns.acl_allow) == (
         "udp4",
