@@ -20,6 +20,14 @@ from godoxy_streams.streams.common import Address, where
 
 PASSIVE_COOLDOWN = 5.0  # seconds a member sits out after a failed dial
 MODES = ("round_robin", "least_conn", "ip_hash")
+MASK64 = (1 << 64) - 1
+
+
+def mix64(x: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit hash of ``x`` (rendezvous scores)."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & MASK64
+    return x ^ (x >> 31)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ class Pool:
             best, best_score = None, -1
             for m in members:
                 if m not in exclude and m.available(now):
-                    score = zlib.crc32(m.weight_key.to_bytes(4, "big"), seed)
+                    score = mix64(seed ^ (m.weight_key << 32))
                     if score > best_score:
                         best, best_score = m, score
             return best
