@@ -8,39 +8,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.daemon_kit import DaemonProcess, unique_namespace
+from tests.daemon_kit import DaemonProcess
 from tests.docker.engine_proxy import EngineProxy
 from tests.docker.kit import whoami_tcp, whoami_udp
 from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange, udp_exchange
 
 LOCAL = "127.0.0.1"
 Daemon = Callable[..., DaemonProcess]
-
-
-@pytest.fixture
-def ns() -> str:
-    return unique_namespace()
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, ns: str, docker_client: Any) -> Iterator[Daemon]:
-    started: list[DaemonProcess] = []
-
-    def start(*args: str, wait_healthy: bool = True) -> DaemonProcess:
-        process = DaemonProcess(tmp_path, *args, namespace=ns)
-        started.append(process)
-        return process.start(wait_healthy=wait_healthy)
-
-    yield start
-    for process in started:
-        code = process.stop()
-        assert code == 0, f"daemon exited {code}\n{process.log()[-4000:]}"
 
 
 def closed(port: int) -> bool:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.daemon_kit import DaemonProcess, unique_namespace
-from tests.helpers import docker_unavailable, free_port
+from tests.docker.kit import HEALTH_FILE, echo_exec, file_healthcheck, wait_health, whoami_tcp
+from tests.helpers import docker_unavailable, eventually, free_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -46,6 +47,14 @@ return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map((tr) => ({
   data: Object.assign({}, tr.dataset),
   cells: [...tr.cells].map((td) => td.innerText.trim()),
 }));
+"""
+MEMBERS_JS = """
+const row = document.querySelector('#routes tr[data-alias="' + CSS.escape(arguments[0]) + '"]');
+return row ? [...row.querySelectorAll('li.member')].map((li) => ({
+  data: Object.assign({}, li.dataset),
+  text: li.innerText.trim(),
+  badge: (li.querySelector('.badge') || {}).className || null,
+})) : [];
 """
 
 
@@ -96,6 +105,12 @@ def wait_for(driver: WebDriver, what: str, condition: Any) -> Any:
 
 def route_row(driver: WebDriver, alias: str) -> dict[str, Any] | None:
     return next((r for r in rows(driver, "routes") if r["data"].get("alias") == alias), None)
+
+
+def members(driver: WebDriver, alias: str) -> dict[str, dict[str, Any]]:
+    """The member lines shown under a route's target, by container name."""
+    found = driver.execute_script(MEMBERS_JS, alias)
+    return {m["data"]["container"]: m for m in found}
 
 
 def test_status_page_shows_routes_errors_and_updates_live(
@@ -161,3 +176,70 @@ def test_status_page_shows_routes_errors_and_updates_live(
     wait_for(browser, "said the API is unreachable", lambda _: offline.is_displayed())
     assert "Cannot reach" in offline.text and offline.get_attribute("role") == "alert"
     assert route_row(browser, "echo") is not None, "last known routes stay visible"
+
+
+def test_status_page_lists_pool_members_with_their_state(
+    daemon: DaemonProcess, run_container: Any, browser: WebDriver, tmp_path: Path
+) -> None:
+    ns = daemon.namespace
+    port = free_port()
+    labels = {
+        f"{ns}.aliases": "pool",
+        f"{ns}.pool.port": f"{port}:7",
+        f"{ns}.pool.load_balance.mode": "round_robin",
+    }
+    # Healthy from the start (the echo server creates the health file before it is ready).
+    replicas = [
+        run_container(
+            labels=labels,
+            command=["-t", "7", "--tag", tag, "--health-file", HEALTH_FILE],
+            name=f"pool-{tag}",
+            healthcheck=file_healthcheck(),
+        )
+        for tag in ("a", "b")
+    ]
+    for replica in replicas:
+        wait_health(replica)
+    a, b = (str(r.name) for r in replicas)
+
+    browser.get(f"http://127.0.0.1:{daemon.api_port}/")
+
+    def all_healthy(d: WebDriver) -> dict[str, dict[str, Any]] | None:
+        shown = members(d, "pool")
+        states = {name: m["data"].get("state") for name, m in shown.items()}
+        return shown if states == {a: "healthy", b: "healthy"} else None
+
+    shown = wait_for(browser, "listed both pool members healthy", all_healthy)
+    row = route_row(browser, "pool")
+    assert row is not None and row["data"]["state"] == "running"
+    assert row["cells"][2] == f"127.0.0.1:{port}"
+    assert "pool of 2" in row["cells"][3] and "round robin" in row["cells"][3]
+    for name in (a, b):
+        assert name in shown[name]["text"] and ":7" in shown[name]["text"]
+        assert "s-healthy" in shown[name]["badge"]
+
+    # Round robin: two connections, one to each member; the page counts them.
+    tags = {whoami_tcp("127.0.0.1", port) for _ in range(2)}
+    assert tags == {"a", "b"}
+
+    def counted(d: WebDriver) -> dict[str, dict[str, Any]] | None:
+        shown = members(d, "pool")
+        done = len(shown) == 2 and all("0 active · 1 total" in m["text"] for m in shown.values())
+        return shown if done else None
+
+    wait_for(browser, "counted one connection per member", counted)
+
+    # Docker calls one member unhealthy: its badge says so, the route keeps running.
+    assert echo_exec(replicas[1], "rm", HEALTH_FILE) == 0
+    wait_health(replicas[1], "unhealthy")
+
+    def b_unhealthy(d: WebDriver) -> dict[str, dict[str, Any]] | None:
+        shown = members(d, "pool")
+        return shown if shown.get(b, {}).get("data", {}).get("state") == "unhealthy" else None
+
+    shown = wait_for(browser, "showed the unhealthy member", b_unhealthy)
+    assert "s-unhealthy" in shown[b]["badge"] and shown[a]["data"]["state"] == "healthy"
+    assert eventually(lambda: whoami_tcp("127.0.0.1", port) == "a", what="traffic to a only")
+    row = route_row(browser, "pool")
+    assert row is not None and row["data"]["state"] == "running"
+    assert browser.save_screenshot(str(tmp_path / "pool-page.png")), "screenshot failed"
