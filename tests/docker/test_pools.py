@@ -25,6 +25,14 @@ def replica_labels(ns: str, port: int, project: str) -> dict[str, str]:
     }
 
 
+def start_replicas(run_container: Any, ns: str, port: int, count: int) -> list[Any]:
+    """``count`` replicas of one compose service (labels set by hand), tagged r0, r1, ..."""
+    return [
+        run_container(labels=replica_labels(ns, port, ns), command=["--tag", f"r{i}"])
+        for i in range(count)
+    ]
+
+
 def turned_away(port: int) -> bool:
     """A connection that is accepted, then closed or reset without a reply."""
     try:
@@ -45,10 +53,7 @@ def healthy_members(d: Any, alias: str) -> set[str]:
 def test_three_replicas_share_one_port_evenly(daemon: Daemon, run_container: Any, ns: str) -> None:
     port = free_port()
     d = daemon()
-    boxes = [
-        run_container(labels=replica_labels(ns, port, ns), command=["--tag", f"r{i}"])
-        for i in range(3)
-    ]
+    boxes = start_replicas(run_container, ns, port, 3)
     names = {box.name for box in boxes}
     eventually(lambda: healthy_members(d, "echo") == names, what="three healthy members")
     route = d.route("echo")
@@ -64,10 +69,7 @@ def test_three_replicas_share_one_port_evenly(daemon: Daemon, run_container: Any
 def test_stopping_a_replica_fails_no_client(daemon: Daemon, run_container: Any, ns: str) -> None:
     port = free_port()
     d = daemon()
-    boxes = [
-        run_container(labels=replica_labels(ns, port, ns), command=["--tag", f"r{i}"])
-        for i in range(3)
-    ]
+    boxes = start_replicas(run_container, ns, port, 3)
     eventually(lambda: len(healthy_members(d, "echo")) == 3, what="three members")
     failures: list[str] = []
     seen: list[str] = []
