@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -24,9 +25,9 @@ from typing import Any
 
 from bench import procs
 from bench.build import OUT, build_loadgen
-from bench.proxies import ALL, DEFAULT, HOST, Ports, Proxy, ProxyStartError
+from bench.proxies import ALL, DEFAULT, HOST, POOL_PORTS, Ports, Proxy, ProxyStartError
 from bench.report import render, summarize
-from bench.scenarios import SCENARIOS, Ctx, Scenario, ScenarioError, Settings, read_shm
+from bench.scenarios import SCENARIOS, SHM_FMT, Ctx, Scenario, ScenarioError, Settings, read_shm
 
 REFS = ["haproxy-256k", "haproxy", "nginx"]
 MAX_START_FAILURES = 2  # in a row: then the proxy's remaining measurements are skipped
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT),
         help=(
             f"comma-separated proxies (default {','.join(DEFAULT)}; "
-            "also: nginx-256k, ours-guarded, pyref)"
+            "ours-pool3 runs in connrate only; also: nginx-256k, ours-guarded, pyref)"
         ),
     )
     p.add_argument("--subject", default="ours", help="proxy whose ratios are printed (ours)")
@@ -135,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     backend: subprocess.Popen[bytes] | None = None
     interrupted = crashed = False
     try:
-        ports = procs.free_ports(3 * (len(proxy_names) + 1))
-        backend_ports = Ports(*ports[:3])
+        ports = procs.free_ports(3 * (len(proxy_names) + 1) + POOL_PORTS)
+        backend_ports = Ports(
+            ports[0], ports[1], ports[2], more_echo=tuple(ports[len(ports) - POOL_PORTS :])
+        )
         shm.unlink(missing_ok=True)
         backend = procs.spawn(
             [
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--bulk-port", str(backend_ports.bulk),
                 "--echo-port", str(backend_ports.echo),
                 "--udp-port", str(backend_ports.udp),
+                "--more-echo-ports", ",".join(map(str, backend_ports.more_echo)),
                 "--shm", str(shm),
             ],
             log=logs / "backend.log",
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if not procs.wait_until(
             lambda: (
                 shm.exists()
-                and shm.stat().st_size >= 96
+                and shm.stat().st_size >= struct.calcsize(SHM_FMT)
                 and read_shm(shm)["magic"] != 0
                 and procs.tcp_accepts(HOST, backend_ports.echo)
             ),
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
         proxies: list[Proxy] = []
         for i, name in enumerate(proxy_names):
-            listen = Ports(*ports[3 * (i + 1) : 3 * (i + 2)])
+            listen = Ports(ports[3 * i + 3], ports[3 * i + 4], ports[3 * i + 5])
             proxy = ALL[name](listen, backend_ports, OUT)
             why = proxy.unavailable()
             if why:
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             order = proxies[shift:] + proxies[:shift]
             for sc in scenarios:
                 for proxy in order:
+                    if not proxy.measures(sc.name):
+                        continue  # a variant measured elsewhere only: no row at all
                     if time.time() > deadline:
                         raise TimeoutError(f"--max-minutes {args.max_minutes:g} reached")
                     if backend.poll() is not None:
@@ -215,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(rows, scenarios)
     shown = [p for p in proxy_names if p not in skipped]
-    table = render(summary, rows, scenarios, shown, args.subject, REFS, args.rounds)
+    variants: dict[str, str] = {}  # variant -> its baseline, both shown: a ratio row each
+    for name in shown:
+        base = ALL[name].baseline
+        if base is not None and base in shown:
+            variants[name] = base
+    table = render(summary, rows, scenarios, shown, args.subject, REFS, args.rounds, variants)
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "elapsed_s": round(time.time() - started, 1),
@@ -225,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "proxies": shown,
         "skipped": skipped,
         "subject": args.subject,
+        "variants": variants,
         "interrupted": interrupted,
         "crashed": crashed,
         "machine": {
@@ -241,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             "medians over rounds with [min-max]; each proxy restarted per round and scenario",
             "CPU = utime+stime of the proxy's process tree over the measured window",
             "direct = client to backend with no proxy: the loopback headroom",
+            "ours-pool3 = ours with the echo route as a 3-member round-robin pool (connrate)",
         ],
     }
     print("\n" + "=" * 100)

@@ -5,6 +5,7 @@
  * count and prints exactly one JSON object on stdout.
  *
  *   loadgen backend  --bulk-port P --echo-port P --udp-port P --shm FILE [--host H]
+ *                    [--more-echo-ports P,P,...]
  *   loadgen bulk     --port P --streams N --duration S --warmup S --shm FILE [--pids a,b]
  *   loadgen connrate --port P --concurrency N --size B --duration S --warmup S --count MAX
  *   loadgen rtt      --port P --count N --duration S [--pids ..]
@@ -18,6 +19,9 @@
  * how many connections it holds and how many bytes it received. A PROXY
  * protocol header (v1 line or v2 binary) at the very start of an accepted TCP
  * connection is skipped (ours-guarded sends v2); later bytes are all payload.
+ * --more-echo-ports: up to 3 more echo ports served by the same loop, so that a
+ * pool (ours-pool3) has distinct members without another process on the load
+ * side; accepts are counted per echo port as well (echo_port_accepted[]).
  *
  * --pids: comma separated pids whose utime+stime (from /proc/PID/stat) are
  * sampled at the start and end of the measured window ("cpu_s" in the output).
@@ -45,6 +49,7 @@
 #include <unistd.h>
 
 #define SHM_MAGIC 0x62656e6368736d31ULL /* "bench sm1" */
+#define MAX_ECHO_PORTS 4 /* --echo-port and up to 3 --more-echo-ports */
 
 struct shm {
     uint64_t magic;
@@ -52,6 +57,7 @@ struct shm {
     uint64_t bulk_accepted, bulk_open, bulk_rx, bulk_tx;
     uint64_t echo_accepted, echo_open, echo_rx, echo_tx;
     uint64_t udp_rx, udp_tx;
+    uint64_t echo_port_accepted[MAX_ECHO_PORTS]; /* [0]: --echo-port, then the others */
 };
 
 static volatile sig_atomic_t g_stop;
@@ -91,6 +97,7 @@ struct opts {
     const char *shm_path;
     const char *pids;
     const char *gen_pids;
+    const char *more_echo_ports;
     int port, bulk_port, echo_port, udp_port;
     int streams, concurrency, size, count, sockets, timeout_ms;
     double duration, warmup, timeout, hold;
@@ -124,6 +131,7 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         else if (!strcmp(k, "--bulk-port")) o->bulk_port = atoi(v);
         else if (!strcmp(k, "--echo-port")) o->echo_port = atoi(v);
         else if (!strcmp(k, "--udp-port")) o->udp_port = atoi(v);
+        else if (!strcmp(k, "--more-echo-ports")) o->more_echo_ports = v;
         else if (!strcmp(k, "--streams")) o->streams = atoi(v);
         else if (!strcmp(k, "--concurrency")) o->concurrency = atoi(v);
         else if (!strcmp(k, "--size")) o->size = atoi(v);
@@ -305,6 +313,7 @@ static struct conn *g_conns[MAXFD];
 static struct shm *g_shm;
 static uint64_t s_bulk_acc, s_bulk_open, s_bulk_rx, s_bulk_tx;
 static uint64_t s_echo_acc, s_echo_open, s_echo_rx, s_echo_tx, s_udp_rx, s_udp_tx;
+static uint64_t s_echo_port_acc[MAX_ECHO_PORTS];
 
 #define BUFSZ (256 * 1024)
 /* recv lands at g_rbuf + PP_HOLD so that held-back bytes can be put back in front */
@@ -401,7 +410,7 @@ static void conn_close(int fd) {
     close(fd); /* also removes it from epoll */
 }
 
-static void do_accept(int ep, int lfd, int kind) {
+static void do_accept(int ep, int lfd, int kind, int port_index) {
     for (int i = 0; i < 256; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
@@ -423,6 +432,7 @@ static void do_accept(int ep, int lfd, int kind) {
         } else {
             set_nodelay(fd);
             s_echo_acc++;
+            s_echo_port_acc[port_index]++;
             s_echo_open++;
             ep_add(ep, fd, EPOLLIN | EPOLLRDHUP);
         }
@@ -576,6 +586,8 @@ static void publish(void) {
     STORE(g_shm->echo_tx, s_echo_tx);
     STORE(g_shm->udp_rx, s_udp_rx);
     STORE(g_shm->udp_tx, s_udp_tx);
+    for (int i = 0; i < MAX_ECHO_PORTS; i++)
+        STORE(g_shm->echo_port_accepted[i], s_echo_port_acc[i]);
 }
 
 static int cmd_backend(struct opts *o) {
@@ -585,10 +597,21 @@ static int cmd_backend(struct opts *o) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     int lb = listen_on(o->host, o->bulk_port, SOCK_STREAM);
-    int le = listen_on(o->host, o->echo_port, SOCK_STREAM);
+    int le[MAX_ECHO_PORTS];
+    int n_echo = 0;
+    le[n_echo++] = listen_on(o->host, o->echo_port, SOCK_STREAM);
+    for (const char *p = o->more_echo_ports; p && *p;) {
+        if (n_echo == MAX_ECHO_PORTS) {
+            fprintf(stderr, "loadgen: at most %d more echo ports\n", MAX_ECHO_PORTS - 1);
+            exit(2);
+        }
+        le[n_echo++] = listen_on(o->host, atoi(p), SOCK_STREAM);
+        p = strchr(p, ',');
+        if (p) p++;
+    }
     int lu = listen_on(o->host, o->udp_port, SOCK_DGRAM);
     ep_add(ep, lb, EPOLLIN);
-    ep_add(ep, le, EPOLLIN);
+    for (int i = 0; i < n_echo; i++) ep_add(ep, le[i], EPOLLIN);
     ep_add(ep, lu, EPOLLIN);
     STORE(g_shm->pid, (uint64_t)getpid());
     STORE(g_shm->magic, SHM_MAGIC);
@@ -604,8 +627,11 @@ static int cmd_backend(struct opts *o) {
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
             uint32_t ev = evs[i].events;
-            if (fd == lb) do_accept(ep, lb, K_BULK);
-            else if (fd == le) do_accept(ep, le, K_ECHO);
+            int echo_index = -1;
+            for (int k = 0; k < n_echo; k++)
+                if (fd == le[k]) echo_index = k;
+            if (fd == lb) do_accept(ep, lb, K_BULK, 0);
+            else if (echo_index >= 0) do_accept(ep, fd, K_ECHO, echo_index);
             else if (fd == lu) udp_event(lu);
             else if (g_conns[fd] && g_conns[fd]->kind == K_BULK) bulk_event(fd, ev);
             else if (g_conns[fd]) echo_event(ep, fd, ev);

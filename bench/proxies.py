@@ -1,4 +1,5 @@
-"""The proxies under test: direct loopback, HAProxy (16 KiB and 256 KiB buffers), nginx, ours.
+"""The proxies under test: direct loopback, HAProxy (16 KiB and 256 KiB buffers), nginx, ours,
+and variants of ours (a 3-member pool; opt-in: ACL + PROXY protocol).
 
 Each proxy is started fresh for every (round, scenario) pair and stopped right after it,
 so every measurement starts from a cold, empty process (the RSS figure in particular).
@@ -28,6 +29,7 @@ class Ports:
     bulk: int
     echo: int
     udp: int
+    more_echo: tuple[int, ...] = ()  # backend only: further echo ports (pool members)
 
 
 class ProxyStartError(RuntimeError):
@@ -41,6 +43,9 @@ class Proxy:
     description = "?"
     udp = True  # can it forward UDP?
     measured = True  # has a process of its own whose CPU and RSS we read
+    scenarios: frozenset[str] | None = None  # measured only in these (None: in every one)
+    baseline: str | None = None  # a variant of this proxy: a "name/baseline" ratio row
+    pool_size = 1  # upstream members behind the echo listener
 
     def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
         self.listen = listen
@@ -59,10 +64,14 @@ class Proxy:
         raise NotImplementedError
 
     # --- common ---
+    def measures(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
+
     def target(self) -> Ports:
         return self.listen
 
     def values(self) -> dict[str, object]:
+        more = {f"backend_echo_port_{i}": port for i, port in enumerate(self.backend.more_echo, 2)}
         return {
             "bind": HOST,
             "backend": HOST,
@@ -72,6 +81,7 @@ class Proxy:
             "backend_bulk_port": self.backend.bulk,
             "backend_echo_port": self.backend.echo,
             "backend_udp_port": self.backend.udp,
+            **more,
         }
 
     def render(self, template: str, out_name: str, **extra: object) -> Path:
@@ -260,6 +270,24 @@ class OursGuarded(Ours):
     routes_template = "routes-guarded.yml"
 
 
+class OursPool3(Ours):
+    """The same daemon with the echo listener as one pool of three members (three echo ports
+    of the one C backend), round robin per new connection: what choosing a member costs per
+    new connection. Measured in `connrate` only, next to `ours` (the single-upstream route)."""
+
+    name = "ours-pool3"
+    description = "ours with the echo route as a 3-member round-robin pool (connrate only)"
+    routes_template = "routes-pool3.yml"
+    scenarios = frozenset({"connrate"})
+    baseline = "ours"
+    pool_size = 3
+
+    def unavailable(self) -> str | None:
+        if len(self.backend.more_echo) < self.pool_size - 1:
+            return f"the backend serves {1 + len(self.backend.more_echo)} echo ports, not 3"
+        return super().unavailable()
+
+
 class PyRef(Proxy):
     """Opt-in (--proxies ...,pyref): a naive asyncio proxy (bench/refproxy.py) with the same
     routes file, used to check the "ours" code path before `godoxy-streams run` exists, and
@@ -275,6 +303,7 @@ class PyRef(Proxy):
 
 ALL: dict[str, type[Proxy]] = {
     cls.name: cls
-    for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, OursGuarded, PyRef)
+    for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, OursPool3, OursGuarded, PyRef)
 }
-DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours"]
+DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours", "ours-pool3"]
+POOL_PORTS = 2  # echo ports the backend serves besides its own: members 2 and 3 of ours-pool3

@@ -70,7 +70,10 @@ def render(
     subject: str,
     refs: list[str],
     rounds: int,
+    variants: dict[str, str] | None = None,
 ) -> str:
+    """``variants``: proxy -> the proxy it is a variant of; each gets a "variant/base" ratio
+    row under the subject's (e.g. ours-pool3/ours)."""
     lines: list[str] = []
     for sc in scenarios:
         data = summary.get(sc.name, {})
@@ -86,16 +89,17 @@ def render(
                 table.append([p, status] + [""] * (len(sc.metrics) - 1))
                 continue
             table.append([p] + [_cell(m, data[p].get(m.key), rounds) for m in sc.metrics])
-        if subject in data:
-            for ref in refs:
-                if ref not in data or ref == subject:
-                    continue
-                cells = [f"{subject}/{ref}"]
-                for m in sc.metrics:
-                    a, b = data[subject].get(m.key), data[ref].get(m.key)
-                    ok = m.ratio and a is not None and b is not None
-                    cells.append(ratio_text(a["median"], b["median"]) if ok else "")  # type: ignore[index]
-                table.append(cells)
+        pairs = [(subject, ref) for ref in refs if ref != subject]
+        pairs += list((variants or {}).items())
+        for a_name, b_name in pairs:
+            if a_name not in data or b_name not in data:
+                continue
+            cells = [f"{a_name}/{b_name}"]
+            for m in sc.metrics:
+                a, b = data[a_name].get(m.key), data[b_name].get(m.key)
+                ok = m.ratio and a is not None and b is not None
+                cells.append(ratio_text(a["median"], b["median"]) if ok else "")  # type: ignore[index]
+            table.append(cells)
         widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
         lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
         for r in table:

@@ -15,11 +15,13 @@ from typing import Any
 from bench import procs
 from bench.proxies import HOST, Proxy
 
-SHM_FMT = "<12Q"  # must match struct shm in loadgen.c
+SHM_FMT = "<16Q"  # must match struct shm in loadgen.c
 SHM_FIELDS = (
     "magic pid bulk_accepted bulk_open bulk_rx bulk_tx "
-    "echo_accepted echo_open echo_rx echo_tx udp_rx udp_tx"
+    "echo_accepted echo_open echo_rx echo_tx udp_rx udp_tx "
+    "echo_port0_accepted echo_port1_accepted echo_port2_accepted echo_port3_accepted"
 ).split()
+ECHO_PORT_FIELDS = [f"echo_port{i}_accepted" for i in range(4)]
 
 
 class ScenarioError(RuntimeError):
@@ -180,6 +182,7 @@ BULK_METRICS = [
 
 def run_connrate(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
     s = ctx.settings
+    before = read_shm(ctx.shm)
     res = run_loadgen(
         ctx,
         [
@@ -200,14 +203,24 @@ def run_connrate(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
     if conns == 0:
         raise ScenarioError(f"no connection completed: {res}")
     cpu = _cpu(res)
-    return {
+    after = read_shm(ctx.shm)
+    # connections each backend echo port accepted during the run (warm-up included): how the
+    # pool spread them over its members; ports beyond the pool's members should stay at 0
+    per_port = [after[f] - before[f] for f in ECHO_PORT_FIELDS[: max(proxy.pool_size, 1)]]
+    out: dict[str, Any] = {
         "conn_s": conns / res["secs"],
         "p99_ms": res["p99_us"] / 1000.0,
         "cpu_us_per_conn": cpu * 1e6 / conns if cpu is not None else None,
         "errors": res["errors"],
         **_cores(res),
+        "member_conns": per_port,
         "raw": res,
     }
+    total = sum(per_port)
+    if proxy.pool_size > 1 and total and min(per_port) < 0.8 * total / len(per_port):
+        shares = "/".join(f"{100 * n / total:.0f}" for n in per_port)
+        out["note"] = f"uneven pool: members got {shares}% of the connections"
+    return out
 
 
 CONN_METRICS = [

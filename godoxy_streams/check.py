@@ -18,6 +18,7 @@ from godoxy_streams.docker_source import DockerSource
 from godoxy_streams.errors import ConfigError, LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.streams.common import where
 
 
 @dataclass
@@ -56,7 +57,11 @@ def report_for(
                 alias=conflict.route.alias,
             )
         )
-    report.routes = [r for r in report.routes if desired.routes.get(r.key) == r]
+    report.routes = [
+        winner
+        for r in report.routes
+        if (winner := desired.routes.get(r.key)) is not None and winner.members[0] == r.members[0]
+    ]
     return report
 
 
@@ -95,14 +100,14 @@ def render_table(report: CheckReport) -> str:
     rows = [header]
     for route in report.routes:
         bind = f"[{route.bind}]" if ":" in route.bind else route.bind
-        host = f"[{route.target_host}]" if ":" in route.target_host else route.target_host
+        members = route.members
         rows.append(
             (
                 route.alias,
                 route.scheme,
                 f"{bind}:{route.listen_port or 'auto'}",
-                f"{host}:{route.target_port}",
-                route.origin.name,
+                ",".join(where(m.address) for m in members),
+                ",".join(m.origin.name for m in members),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

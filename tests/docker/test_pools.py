@@ -10,7 +10,14 @@ import urllib.request
 from typing import Any
 
 from tests.docker.conftest import Daemon
-from tests.docker.kit import HEALTH_FILE, echo_exec, file_healthcheck, wait_health, whoami_tcp
+from tests.docker.kit import (
+    HEALTH_FILE,
+    echo_exec,
+    file_healthcheck,
+    wait_health,
+    whoami_tcp,
+    whoami_udp,
+)
 from tests.helpers import eventually, free_port, tcp_connectable
 
 LOCAL = "127.0.0.1"
@@ -44,6 +51,10 @@ def turned_away(port: int) -> bool:
 def members_of(d: Any, alias: str) -> list[dict[str, Any]]:
     route = d.route(alias)
     return list(route["members"]) if route and route["state"] in ("running", "unhealthy") else []
+
+
+def member_state(d: Any, alias: str, container: str) -> str | None:
+    return next((m["state"] for m in members_of(d, alias) if m["container"] == container), None)
 
 
 def healthy_members(d: Any, alias: str) -> set[str]:
@@ -162,3 +173,51 @@ def test_single_route_waits_for_docker_health(daemon: Daemon, run_container: Any
     ]
     assert no_upstream and no_upstream[0].endswith(" 3.0"), no_upstream
     assert 'godoxy_streams_upstream_up{alias="echo"' in metrics
+
+
+def test_active_probes_take_a_dead_port_out_and_failover_hides_it(
+    daemon: Daemon, run_container: Any, ns: str
+) -> None:
+    port = free_port()
+    d = daemon()
+    labels = {
+        f"{ns}.aliases": "echo",
+        f"{ns}.echo.port": f"{port}:7",
+        f"{ns}.echo.load_balance.mode": "round_robin",
+        f"{ns}.echo.healthcheck.interval": "200ms",
+        f"{ns}.echo.healthcheck.timeout": "1s",
+        f"{ns}.echo.healthcheck.retries": "2",
+    }
+    live = run_container(labels=labels, command=["--tag", "live"])
+    deaf = run_container(labels=labels, command=["--tag", "deaf", "-t", "8", "-u", "8"])
+    eventually(lambda: len(members_of(d, "echo")) == 2, what="two members")
+    # Until the probes notice, a dial to the deaf member fails over within the connection.
+    assert {whoami_tcp(LOCAL, port) for _ in range(10)} == {"live"}
+    # A failed dial has it sit out ("failing"); the probes then mark it "down".
+    eventually(lambda: member_state(d, "echo", deaf.name) == "down", what="the deaf member down")
+    assert healthy_members(d, "echo") == {live.name}
+    member = next(m for m in members_of(d, "echo") if m["container"] == deaf.name)
+    assert "refused" in member["last_error"].lower()
+    assert "is down" in d.log()
+
+
+def test_udp_probe_with_send_and_expect(daemon: Daemon, run_container: Any, ns: str) -> None:
+    port = free_port("udp")
+    d = daemon()
+    labels = {
+        f"{ns}.aliases": "dns",
+        f"{ns}.dns.scheme": "udp",
+        f"{ns}.dns.port": f"{port}:7",
+        f"{ns}.dns.load_balance.mode": "round_robin",
+        f"{ns}.dns.healthcheck.interval": "200ms",
+        f"{ns}.dns.healthcheck.timeout": "500ms",
+        f"{ns}.dns.healthcheck.retries": "2",
+        f"{ns}.dns.healthcheck.send": "whoami",
+        f"{ns}.dns.healthcheck.expect": "good",
+    }
+    good = run_container(labels=labels, command=["--tag", "good"])
+    bad = run_container(labels=labels, command=["--tag", "bad"])
+    eventually(lambda: healthy_members(d, "dns") == {good.name}, what="only the good member up")
+    member = next(m for m in members_of(d, "dns") if m["container"] == bad.name)
+    assert member["state"] == "down" and "unexpected reply" in member["last_error"]
+    assert {whoami_udp(LOCAL, port) for _ in range(6)} == {"good"}

@@ -65,6 +65,17 @@ def test_check_routes_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "file:ssh-proxy" in capsys.readouterr().out
 
 
+def test_check_shows_a_pool_as_one_route_with_its_members(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = tmp_path / "routes.yml"
+    entry = "{{scheme: tcp, port: '2300:{p}', host: 127.0.0.1, load_balance: {{mode: ip_hash}}}}"
+    routes.write_text(f"routes:\n  a: {entry.format(p=7)}\n  b: {entry.format(p=8)}\n")
+    assert main(["check", "--routes", str(routes)]) == 0
+    out = capsys.readouterr().out
+    assert "127.0.0.1:7,127.0.0.1:8  file:a,file:b" in out and "1 route(s), 0 error(s)" in out
+
+
 def test_bad_setting_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--default-bind", "nope", "--compose", "x"]) == 2
     assert "setting default_bind" in capsys.readouterr().err
