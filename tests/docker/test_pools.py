@@ -32,6 +32,17 @@ def replica_labels(ns: str, port: int, project: str) -> dict[str, str]:
     }
 
 
+def pool_labels(ns: str, port: int, mode: str, **healthcheck: str) -> dict[str, str]:
+    """Labels of a TCP route "echo" on ``port`` -> 7 that pools by ``mode``."""
+    labels = {
+        f"{ns}.aliases": "echo",
+        f"{ns}.echo.port": f"{port}:7",
+        f"{ns}.echo.load_balance.mode": mode,
+    }
+    labels.update({f"{ns}.echo.healthcheck.{k}": v for k, v in healthcheck.items()})
+    return labels
+
+
 def start_replicas(run_container: Any, ns: str, port: int, count: int) -> list[Any]:
     """``count`` replicas of one compose service (labels set by hand), tagged r0, r1, ..."""
     return [
@@ -117,11 +128,7 @@ def test_unhealthy_replica_gets_no_traffic_until_healthy(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.aliases": "echo",
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.echo.load_balance.mode": "least_conn",
-    }
+    labels = pool_labels(ns, port, "least_conn")
     plain = run_container(labels=labels, command=["--tag", "plain"])
     checked = run_container(
         labels=labels,
@@ -180,14 +187,7 @@ def test_active_probes_take_a_dead_port_out_and_failover_hides_it(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.aliases": "echo",
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.echo.load_balance.mode": "round_robin",
-        f"{ns}.echo.healthcheck.interval": "200ms",
-        f"{ns}.echo.healthcheck.timeout": "1s",
-        f"{ns}.echo.healthcheck.retries": "2",
-    }
+    labels = pool_labels(ns, port, "round_robin", interval="200ms", timeout="1s", retries="2")
     live = run_container(labels=labels, command=["--tag", "live"])
     deaf = run_container(labels=labels, command=["--tag", "deaf", "-t", "8", "-u", "8"])
     eventually(lambda: len(members_of(d, "echo")) == 2, what="two members")
