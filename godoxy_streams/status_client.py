@@ -46,6 +46,16 @@ def render_routes(document: dict[str, Any]) -> str:
     for r in document.get("routes", []):
         if r.get("error"):
             lines.append(f"{r['state']}: {r['alias']} ({r['container']}): {r['error']}")
+        members = r.get("members") or []
+        if len(members) > 1 or any(m.get("state", "healthy") != "healthy" for m in members):
+            lines.append(f"members of {r['alias']} ({r.get('load_balance') or 'single'}):")
+            for m in members:
+                line = f"  {m['host']}:{m['port']}  {m.get('state', '-')}  {m['container']}"
+                if "active" in m:
+                    line += f"  active {m['active']} total {m['total']}"
+                if m.get("last_error"):
+                    line += f"  last error: {m['last_error']}"
+                lines.append(line)
     for e in document.get("errors", []):
         lines.append(
             f"invalid: container {e['container']!r} label {e['label']}={e['value']!r}: "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -327,5 +329,39 @@ def test_route_acl_and_global_acl(tmp_path: Path, upstreams: tuple[int, int]) ->
         denied = [line for line in text.splitlines() if line.startswith("godoxy_streams_denied")]
         assert any('alias="guarded"' in line and line.endswith(" 2.0") for line in denied)
         assert any('alias="open"' in line and line.endswith(" 1.0") for line in denied)
+    finally:
+        assert d.stop() == 0
+
+
+def test_static_pool_fails_over_and_routes_cli_shows_members(
+    tmp_path: Path, upstreams: tuple[int, int]
+) -> None:
+    one, two = upstreams
+    dead, port = free_port(), free_port()
+    routes = tmp_path / "routes.yml"
+    entry = (
+        "{{scheme: tcp, bind: %s, host: %s, port: '%d:{t}', load_balance: {{mode: round_robin}}}}"
+    )
+    line = entry % (LOCAL, LOCAL, port)
+    routes.write_text(
+        "routes:\n"
+        + "".join(f"  {n}: {line.format(t=t)}\n" for n, t in (("a", one), ("b", dead), ("c", two)))
+    )
+    d = static_daemon(tmp_path, routes)
+    try:
+        replies = [whoami(port) for _ in range(9)]
+        assert set(replies) == {b"one whoami\n", b"two whoami\n"}
+        (route,) = d.routes()["routes"]
+        states = {m["port"]: m["state"] for m in route["members"]}
+        assert states[one] == states[two] == "healthy" and states[dead] in ("failing", "down")
+        shown = subprocess.run(
+            [sys.executable, "-m", "godoxy_streams", "routes", "--api", f"127.0.0.1:{d.api_port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "members of a (round_robin):" in shown.stdout
+        assert f"127.0.0.1:{dead}" in shown.stdout and "refused" in shown.stdout
     finally:
         assert d.stop() == 0
