@@ -4,8 +4,8 @@ declares, and every error, as a table or as JSON. Predicts what the daemon will 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from godoxy_streams.compose import load_compose, yaml11_traps
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.desired import build_desired
 from godoxy_streams.docker_source import DockerSource
+from godoxy_streams.engines import EngineSettings
 from godoxy_streams.errors import ConfigError, LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
 from godoxy_streams.model import RouteSpec
@@ -41,13 +42,18 @@ class CheckReport:
 
 
 def report_for(
-    infos: Iterable[ContainerInfo], static: ParseResult, ctx: ParseContext
+    infos: Iterable[ContainerInfo],
+    static: ParseResult,
+    ctx: ParseContext,
+    engine_hosts: Mapping[str, str | None] | None = None,
 ) -> CheckReport:
-    """Parse every container, then predict listen-socket conflicts as the daemon would."""
+    """Parse every container, then predict listen-socket conflicts as the daemon would.
+    ``engine_hosts`` names the address of each remote engine (None or absent: local)."""
     report = CheckReport()
     report.add(static)
     for info in infos:
-        report.add(parse_container(info, ctx))
+        host = (engine_hosts or {}).get(info.engine)
+        report.add(parse_container(info, ctx if host is None else replace(ctx, remote_host=host)))
     desired = build_desired(report.routes)
     for conflict in desired.conflicts:
         report.errors.append(
@@ -85,14 +91,21 @@ def check_compose(path: Path, ctx: ParseContext) -> CheckReport:
     return report
 
 
-async def check_engine(endpoint: str, ctx: ParseContext) -> CheckReport:
-    source = DockerSource(endpoint)
-    try:
-        await source.connect()
-        infos = [info for info in await source.list_containers() if info.running]
-    finally:
-        await source.close()
-    return report_for(infos, ParseResult(), ctx)
+async def check_engines(engines: Sequence[EngineSettings], ctx: ParseContext) -> CheckReport:
+    """The routes the running containers of every engine declare, conflicts across engines
+    included."""
+    infos: list[ContainerInfo] = []
+    hosts: dict[str, str | None] = {}
+    for index, engine in enumerate(engines):
+        name = engine.display_name(index)
+        hosts[name] = engine.remote_host
+        source = DockerSource(engine.client_url(), engine=name, ssl_context=engine.ssl_context())
+        try:
+            await source.connect()
+            infos += [info for info in await source.list_containers() if info.running]
+        finally:
+            await source.close()
+    return report_for(infos, ParseResult(), ctx, hosts)
 
 
 def render_table(report: CheckReport) -> str:

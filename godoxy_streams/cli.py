@@ -142,7 +142,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     elif settings.routes_file:
         report = check.report_for([], check.load_routes_file(settings.routes_file, ctx), ctx)
     else:
-        report = asyncio.run(check.check_engine(settings.docker[0], ctx))
+        report = asyncio.run(check.check_engines(settings.docker, ctx))
     print(check.render(report, as_json=args.json))
     return 1 if report.errors else 0
 

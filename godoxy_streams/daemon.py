@@ -45,8 +45,8 @@ class Daemon:
             []
             if settings.no_docker
             else [
-                Watcher(endpoint, self.reconciler, settings, engine=_engine_name(i, endpoint))
-                for i, endpoint in enumerate(settings.docker)
+                Watcher(engine, self.reconciler, settings, engine=engine.display_name(i))
+                for i, engine in enumerate(settings.docker)
             ]
         )
         self.stop = asyncio.Event()
@@ -170,12 +170,6 @@ class Daemon:
         sockets = getattr(server, "sockets", None) or []
         self.api_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(f"status API on http://{host}:{self.api_port}")
-
-
-def _engine_name(index: int, endpoint: str) -> str:
-    if index == 0:
-        return "local" if endpoint.startswith("unix://") else endpoint
-    return endpoint
 
 
 def run_daemon(settings: Settings) -> int:

@@ -2,10 +2,10 @@
 conflicts out (labels.md "Listen-socket conflicts"). Pure and deterministic.
 
 Order of claim on a socket: the route already holding it, then static-file routes, then the
-older container (creation time), then the container name, then the alias. A later claimant
-that pools with the winner (``RouteSpec.pools_with``: the same ``load_balance`` mode, or a
-replica of the same compose service) and agrees on every listener setting joins the winner's
-pool instead of conflicting; the winner stays the pool's first member.
+older container (creation time), then the container name, the engine's name, the alias. A
+later claimant that pools with the winner (``RouteSpec.pools_with``: the same
+``load_balance`` mode, or a replica of the same compose service) and agrees on every listener
+setting joins the winner's pool instead of conflicting; the winner stays the first member.
 """
 
 from __future__ import annotations
@@ -59,12 +59,13 @@ def build_desired(
     """Pick one route (or pool) per listen socket; ``holders`` are the routes running now."""
     holding = {identity(m, r.proto) for r in holders for m in r.members}
 
-    def rank(route: RouteSpec) -> tuple[bool, bool, float, str, str, str]:
+    def rank(route: RouteSpec) -> tuple[bool, bool, float, str, str, str, str]:
         return (
             identity(route) not in holding,
             route.origin.kind != "file",
             route.origin.created,
             route.origin.name,
+            route.origin.engine,
             route.alias,
             route.proto,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +48,19 @@ def _translate(exc: BaseException, what: str) -> EngineError:
 class DockerSource:
     """One Docker engine, reached at ``endpoint`` (``unix://...`` or ``tcp://...``)."""
 
-    def __init__(self, endpoint: str, *, engine: str = "local") -> None:
+    def __init__(
+        self, endpoint: str, *, engine: str = "local", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.engine = engine
+        self.ssl_context = ssl_context
         self._client: aiodocker.Docker | None = None
 
     async def connect(self) -> dict[str, Any]:
         """Open a client and ask the engine its version; raises ``EngineUnavailable``."""
         await self.close()
         try:
-            self._client = aiodocker.Docker(url=self.endpoint)
+            self._client = aiodocker.Docker(url=self.endpoint, ssl_context=self.ssl_context)
             version: dict[str, Any] = await asyncio.wait_for(self._client.version(), QUERY_TIMEOUT)
         except (
             aiodocker.DockerError,

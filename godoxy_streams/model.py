@@ -181,6 +181,7 @@ class RouteSpec(_Frozen):
             "target_host": self.target_host,
             "target_port": self.target_port,
             "container": self.origin.name,
+            "engine": self.origin.engine,
             "load_balance": self.balance if self.pool else self.load_balance,
             "members": [
                 {"alias": m.alias, "host": m.host, "port": m.port, "container": m.origin.name}

@@ -60,10 +60,18 @@ class Reconciler:
         self._changed = asyncio.Condition()
         self._noted: set[str] = set()
         self._conflicts_seen: set[tuple[object, ...]] = set()
+        self._engine_hosts: dict[str, str | None] = {}
 
     # -- input -----------------------------------------------------------------------------
+    def set_engine_host(self, engine: str, remote_host: str | None) -> None:
+        """Containers of ``engine`` are dialled at ``remote_host`` and their published ports
+        (None: a local engine, their own addresses)."""
+        self._engine_hosts[engine] = remote_host
+
     def _parse(self, info: ContainerInfo) -> ParseResult:
-        result = parse_container(info, self.ctx)
+        host = self._engine_hosts.get(info.engine)
+        ctx = self.ctx if host is None else replace(self.ctx, remote_host=host)
+        result = parse_container(info, ctx)
         for note in result.notes:
             if note not in self._noted:
                 if len(self._noted) >= NOTED_MAX:  # bounded memory under container churn

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
-import os
 import resource
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from godoxy_streams.engines import EngineSettings, default_engines
 from godoxy_streams.errors import ConfigError
 
 _yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -115,10 +115,6 @@ class LogSettings(_Group):
         return value.upper() if isinstance(value, str) else value
 
 
-def default_docker_endpoints() -> tuple[str, ...]:
-    return (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",)
-
-
 class Settings(BaseSettings):
     """Every operator setting of godoxy-streams."""
 
@@ -135,7 +131,7 @@ class Settings(BaseSettings):
     )
     namespace: str = Field("proxy", min_length=1, description="label namespace")
     default_bind: str = Field("0.0.0.0", description="listen address when a route names none")
-    docker: CommaList = Field(default_factory=default_docker_endpoints)
+    docker: Annotated[tuple[EngineSettings, ...], NoDecode] = Field(default_factory=default_engines)
     no_docker: bool = Field(False, description="serve static routes only")
     routes_file: Path | None = None
     allowed_targets: CommaList = ()
@@ -150,6 +146,14 @@ class Settings(BaseSettings):
     _split = field_validator("docker", "allowed_targets", "proxy_protocol_trusted", mode="before")(
         _split
     )
+
+    @field_validator("docker")
+    @classmethod
+    def _distinct_names(cls, value: tuple[EngineSettings, ...]) -> tuple[EngineSettings, ...]:
+        names = [engine.display_name(i) for i, engine in enumerate(value)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two Docker engines share a name: {names}")
+        return value
 
     @field_validator("default_bind")
     @classmethod

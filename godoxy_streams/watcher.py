@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from loguru import logger
 
 from godoxy_streams.docker_source import DockerSource, EngineEvent, own_container_id
+from godoxy_streams.engines import EngineSettings
 from godoxy_streams.errors import EngineError
 from godoxy_streams.reconciler import Reconciler
 from godoxy_streams.settings import Settings
@@ -49,13 +50,22 @@ class SourceState:
 
 class Watcher:
     def __init__(
-        self, endpoint: str, reconciler: Reconciler, settings: Settings, *, engine: str = "local"
+        self,
+        endpoint: EngineSettings,
+        reconciler: Reconciler,
+        settings: Settings,
+        *,
+        engine: str = "local",
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoint = endpoint.url
         self.engine = engine
+        self._client_url = endpoint.client_url()
+        self._ssl = endpoint.ssl_context()  # unreadable certificate files stop the start-up
+        self._local = endpoint.is_local
+        reconciler.set_engine_host(engine, endpoint.remote_host)
         self.reconciler = reconciler
         self.settings = settings
-        self.status = SourceState(engine, endpoint, since=time.time())
+        self.status = SourceState(engine, endpoint.url, since=time.time())
         self.synced = asyncio.Event()
         self._warned_network = False
 
@@ -67,7 +77,7 @@ class Watcher:
     async def run(self) -> None:
         attempt = 0
         while True:
-            source = DockerSource(self.endpoint, engine=self.engine)
+            source = DockerSource(self._client_url, engine=self.engine, ssl_context=self._ssl)
             try:
                 version = await source.connect()
                 self.status.version = str(version.get("Version", ""))
@@ -102,7 +112,7 @@ class Watcher:
 
     async def _sync(self, source: DockerSource) -> None:
         infos = await source.list_containers()
-        own = own_container_id()
+        own = own_container_id() if self._local else None
         if own:
             mine = next((i for i in infos if i.id == own), None)
             if mine is not None:

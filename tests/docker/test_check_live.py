@@ -34,6 +34,7 @@ def test_check_reads_live_containers(run_container: Any) -> None:
             "target_host": container_ip(good),
             "target_port": 22,
             "container": good.name,
+            "engine": "local",
             "load_balance": None,
             "members": [
                 {"alias": "ssh", "host": container_ip(good), "port": 22, "container": good.name}

@@ -30,6 +30,7 @@ def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "target_host": "ssh",
         "target_port": 22,
         "container": "ssh",
+        "engine": "local",
         "load_balance": None,
         "members": [{"alias": "ssh", "host": "ssh", "port": 22, "container": "ssh"}],
     }

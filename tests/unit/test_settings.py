@@ -14,9 +14,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     s = Settings.load()
     assert (s.api, s.namespace, s.default_bind) == ("127.0.0.1:8899", "proxy", "0.0.0.0")
-    assert s.docker == ("unix:///var/run/docker.sock",) and s.limits.dial_timeout == 5.0
+    assert [e.url for e in s.docker] == ["unix:///var/run/docker.sock"]
+    assert s.limits.dial_timeout == 5.0
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
-    assert Settings.load().docker == ("tcp://127.0.0.1:2375",)
+    assert [e.url for e in Settings.load().docker] == ["tcp://127.0.0.1:2375"]
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

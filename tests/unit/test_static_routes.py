@@ -37,6 +37,7 @@ def test_labels_md_example() -> None:
         "target_host": "10.0.0.5",
         "target_port": 22,
         "container": "file:ssh-proxy",
+        "engine": "local",
         "load_balance": None,
         "members": [
             {"alias": "ssh-proxy", "host": "10.0.0.5", "port": 22, "container": "file:ssh-proxy"}
