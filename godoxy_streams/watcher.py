@@ -101,6 +101,8 @@ class Watcher:
                         f"retrying with backoff up to {BACKOFF[-1]:.0f}s"
                     )
                 self._set("disconnected", str(exc))
+                if not self.status.synced:
+                    self.reconciler.mark_dirty()  # one pass, so /healthz can answer
                 self._mark_synced()
                 await asyncio.sleep(delay)
             finally:
