@@ -74,3 +74,9 @@ def test_docker_tls_environment_is_honoured(
     monkeypatch.setenv("DOCKER_CERT_PATH", str(tmp_path))
     (engine,) = Settings.load().docker
     assert engine.tls_cert_dir == tmp_path and engine.client_url() == "https://10.0.0.9:2376"
+
+
+def test_a_forwarded_socket_can_stand_for_a_remote_host() -> None:
+    engine = EngineSettings(url="unix:///tmp/edge.sock", local=False, address="192.0.2.1")
+    assert not engine.is_local and engine.remote_host == "192.0.2.1"
+    assert engine.client_url() == "unix:///tmp/edge.sock"
