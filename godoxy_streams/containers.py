@@ -40,6 +40,7 @@ class ContainerInfo:
     ports: tuple[PortFact, ...] = ()
     image: str = ""
     engine: str = "local"
+    node_address: str | None = None  # a Swarm task: dial this node at published ports
 
     @property
     def running(self) -> bool:
@@ -85,7 +86,7 @@ def _health_of_status(status: str) -> str | None:
     return None
 
 
-def _parse_created(text: str) -> float:
+def parse_time(text: str) -> float:
     """Whole seconds since the epoch from Docker's RFC 3339 time; 0 if unreadable."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
     if not match:
@@ -114,7 +115,7 @@ def from_inspect(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerI
         labels=dict(config.get("Labels") or {}),
         state=status,
         health=str(health) if health else None,
-        created=_parse_created(str(raw.get("Created", ""))),
+        created=parse_time(str(raw.get("Created", ""))),
         networks=networks,
         network_mode=str(host_config.get("NetworkMode") or "bridge"),
         ports=tuple(_port_facts(config.get("ExposedPorts"), settings.get("Ports"))),

@@ -21,11 +21,14 @@ import aiohttp
 
 from godoxy_streams.containers import ContainerInfo, from_inspect, from_list_entry
 from godoxy_streams.errors import EngineError, EngineUnavailable
+from godoxy_streams.swarm import tasks_as_containers
 
 CONTAINER_ACTIONS = (
     "start", "die", "stop", "kill", "destroy", "pause", "unpause", "rename", "health_status",
 )  # fmt: skip
 NETWORK_ACTIONS = ("connect", "disconnect")
+SWARM_ACTIONS = ("create", "update", "remove")  # of services and nodes
+SWARM_TASK = "com.docker.swarm.service.id"  # the label of a Swarm task's container
 QUERY_TIMEOUT = 15.0
 
 
@@ -33,9 +36,10 @@ QUERY_TIMEOUT = 15.0
 class EngineEvent:
     """One engine event that may change a container's routes."""
 
-    kind: str  # "container" or "network"
+    kind: str  # "container", "network", "service" or "node"
     action: str  # e.g. "start", "health_status: healthy", "connect"
-    container_id: str
+    container_id: str  # the service's or node's id for those kinds
+    swarm: bool = False  # may change Swarm services' routes
 
 
 def _translate(exc: BaseException, what: str) -> EngineError:
@@ -87,6 +91,34 @@ class DockerSource:
             raise _translate(exc, "listing containers failed") from exc
         return [from_list_entry(entry._container, engine=self.engine) for entry in entries]
 
+    async def swarm_tasks(self, namespace: str) -> list[ContainerInfo] | None:
+        """The running tasks of labelled services when this engine is a Swarm manager (see
+        ``swarm``), else None."""
+        client = self.client
+        try:
+            info = await asyncio.wait_for(client.system.info(), QUERY_TIMEOUT)
+            swarm = info.get("Swarm") or {}
+            if not swarm.get("ControlAvailable"):
+                return None
+            services, tasks, nodes = await asyncio.wait_for(
+                asyncio.gather(
+                    client.services.list(),
+                    client.tasks.list(filters={"desired-state": "running"}),
+                    client.nodes.list(),
+                ),
+                QUERY_TIMEOUT,
+            )
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise _translate(exc, "listing Swarm services failed") from exc
+        return tasks_as_containers(
+            services,
+            tasks,
+            nodes,
+            engine=self.engine + ":swarm",
+            namespace=namespace,
+            fallback_address=str(swarm.get("NodeAddr") or "127.0.0.1"),
+        )
+
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         """One container's facts, or None when it no longer exists."""
         try:
@@ -103,8 +135,8 @@ class DockerSource:
         """Follow the engine's events (filtered on the engine's side), replaying those since
         ``since`` (seconds since the epoch); when the stream ends, raise ``EngineUnavailable``."""
         filters = {
-            "type": ["container", "network"],
-            "event": list(CONTAINER_ACTIONS + NETWORK_ACTIONS),
+            "type": ["container", "network", "service", "node"],
+            "event": list(CONTAINER_ACTIONS + NETWORK_ACTIONS + SWARM_ACTIONS),
         }
         events = self.client.events
         params = {"filters": json.dumps(filters)}
@@ -144,13 +176,16 @@ def _event_of(raw: dict[str, Any]) -> EngineEvent | None:
     kind = str(raw.get("Type") or "")
     action = str(raw.get("Action") or raw.get("status") or "")
     actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    if kind in ("service", "node"):
+        return EngineEvent(kind, action, str(actor.get("ID") or ""), swarm=True)
     if kind == "container":
         cid = str(actor.get("ID") or raw.get("id") or "")
     elif kind == "network":
-        cid = str((actor.get("Attributes") or {}).get("container") or "")
+        cid = str(attributes.get("container") or "")
     else:
         return None
-    return EngineEvent(kind, action, cid) if cid else None
+    return EngineEvent(kind, action, cid, swarm=SWARM_TASK in attributes) if cid else None
 
 
 _CONTAINER_ID = re.compile(r"(?:docker[-/]|/containers/)([0-9a-f]{64})")

@@ -69,7 +69,7 @@ class Reconciler:
         self._engine_hosts[engine] = remote_host
 
     def _parse(self, info: ContainerInfo) -> ParseResult:
-        host = self._engine_hosts.get(info.engine)
+        host = info.node_address or self._engine_hosts.get(info.engine)
         ctx = self.ctx if host is None else replace(self.ctx, remote_host=host)
         result = parse_container(info, ctx)
         for note in result.notes:

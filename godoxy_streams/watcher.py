@@ -22,6 +22,7 @@ from godoxy_streams.reconciler import Reconciler
 from godoxy_streams.settings import Settings
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+SWARM_SETTLE = 0.25  # first pause before another look at Swarm tasks that are starting
 STOPPING = {"die": "exited", "pause": "paused", "destroy": "removed"}
 
 
@@ -68,6 +69,7 @@ class Watcher:
         self.status = SourceState(engine, endpoint.url, since=time.time())
         self.synced = asyncio.Event()
         self._warned_network = False
+        self._swarm = False  # whether the engine was a Swarm manager at the last look
 
     def _set(self, state: str, error: str | None = None) -> None:
         if state != self.status.state:
@@ -136,15 +138,33 @@ class Watcher:
                         "only through published ports; run it with network_mode: host"
                     )
         self.reconciler.replace_engine(self.engine, infos)
+        await self._sync_swarm(source)
         self._mark_synced()
+
+    async def _sync_swarm(self, source: DockerSource) -> bool:
+        """On a Swarm manager, the labelled services' tasks that should run (see ``swarm``);
+        True while one of them is not running yet (the manager updates a task's state a
+        moment after its container starts, with no event of its own)."""
+        tasks = await source.swarm_tasks(self.settings.namespace)
+        if tasks is not None or self._swarm:
+            self._swarm = tasks is not None
+            self.reconciler.replace_engine(self.engine + ":swarm", tasks or [])
+        return any(not task.running for task in tasks or [])
 
     async def _follow(self, source: DockerSource, since: float) -> None:
         pending: set[str] = set()
+        swarm_changed = False
         wake = asyncio.Event()
 
         async def collect() -> None:
+            nonlocal swarm_changed
             async for event in source.events(since=since):
                 self._note(event)
+                if event.swarm:
+                    swarm_changed = True
+                    wake.set()
+                if event.kind in ("service", "node"):
+                    continue
                 if event.kind == "container" and event.action in STOPPING:
                     self.reconciler.set_state(
                         self.engine, event.container_id, STOPPING[event.action]
@@ -152,12 +172,28 @@ class Watcher:
                 pending.add(event.container_id)
                 wake.set()
 
+        loop = asyncio.get_running_loop()
+
+        def settle() -> None:
+            nonlocal swarm_changed
+            swarm_changed = True
+            wake.set()
+
         async def flush() -> None:
+            nonlocal swarm_changed
+            settling = 0
             while True:
                 await wake.wait()
                 if self.settings.coalesce_window:
                     await asyncio.sleep(self.settings.coalesce_window)
                 wake.clear()
+                if swarm_changed:
+                    swarm_changed = False
+                    if await self._sync_swarm(source):  # look again, backing off
+                        loop.call_later(min(SWARM_SETTLE * 2**settling, 15.0), settle)
+                        settling += 1
+                    else:
+                        settling = 0
                 ids = list(pending)
                 pending.clear()
                 infos = await asyncio.gather(*(source.inspect(cid) for cid in ids))
