@@ -108,7 +108,11 @@ class DockerSource:
                 ),
                 QUERY_TIMEOUT,
             )
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except aiodocker.DockerError as exc:
+            if exc.status in (403, 404, 503):  # a filter that allows none of it; not a manager
+                return None
+            raise _translate(exc, "listing Swarm services failed") from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _translate(exc, "listing Swarm services failed") from exc
         return tasks_as_containers(
             services,

@@ -1,11 +1,13 @@
 """The read-only Docker socket filter (``godoxy-streams socket-proxy``).
 
 Serves a unix socket and forwards to the engine only the reads the daemon needs: ``GET`` or
-``HEAD`` of ``/_ping``, ``/version``, ``/containers/json``, ``/containers/{id}/json`` and
-``/events``, each optionally behind an API version (``/v1.41/...``). Every other request is
-answered 403 here and never reaches the engine. Answers pass through with their status, headers
-and body (``/events`` streamed chunk by chunk), except that ``Config.Env`` is removed from
-container inspect answers: no container's environment leaves the engine through the filter.
+``HEAD`` of ``/_ping``, ``/version``, ``/info``, ``/containers/json``, ``/containers/{id}/json``,
+``/events``, and Swarm's ``/services``, ``/tasks`` and ``/nodes`` lists, each optionally behind
+an API version (``/v1.41/...``). Every other request is answered 403 here and never reaches the
+engine. Answers pass through with their status, headers and body (``/events`` streamed chunk by
+chunk), except that environment variables are removed from container inspect answers
+(``Config.Env``) and from service and task lists (``ContainerSpec.Env``): no container's
+environment leaves the engine through the filter.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ DEFAULT_MODE = 0o660
 ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 _PATH = re.compile(
     r"(?:/v[0-9]{1,2}\.[0-9]{1,3})?"  # optional API version
-    r"(?:/_ping|/version|/events|/containers/json"
-    r"|(?P<inspect>/containers/[A-Za-z0-9][A-Za-z0-9_.-]{0,254}/json))"
+    r"(?:/_ping|/version|/info|/events|/containers/json|/nodes"
+    r"|(?P<inspect>/containers/[A-Za-z0-9][A-Za-z0-9_.-]{0,254}/json|/services|/tasks))"
 )
 _QUERY = re.compile(r'[!"$-~]*')  # printable ASCII without space or "#", forwarded verbatim
 
@@ -65,11 +67,21 @@ def allowed(method: str, raw_target: str) -> tuple[bool, bool]:
     return True, match.group("inspect") is not None
 
 
+def _drop_env(holder: Any, *path: str) -> None:
+    for key in path:
+        holder = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(holder, dict):
+        holder.pop("Env", None)
+
+
 def strip_env(body: bytes) -> bytes:
-    """An inspect answer without ``Config.Env``; raises ``ValueError`` when it is not JSON."""
+    """A container inspect answer without ``Config.Env``, or a service or task list without
+    ``ContainerSpec.Env``; raises ``ValueError`` when it is not JSON."""
     doc: Any = json.loads(body)
-    if isinstance(doc, dict) and isinstance(doc.get("Config"), dict):
-        doc["Config"].pop("Env", None)
+    for item in doc if isinstance(doc, list) else [doc]:
+        _drop_env(item, "Config")
+        _drop_env(item, "Spec", "TaskTemplate", "ContainerSpec")  # a service
+        _drop_env(item, "Spec", "ContainerSpec")  # a task
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

@@ -155,7 +155,14 @@ def proxy(start_filter: Callable[..., Filter]) -> Filter:
         ("PUT", "/v1.41/containers/abc/archive?path=/", (False, False)),
         ("GET", "/v1.41/containers/abc/logs", (False, False)),
         ("GET", "/v1.41/containers/abc/archive?path=/etc", (False, False)),
-        ("GET", "/v1.41/info", (False, False)),
+        ("GET", "/v1.41/info", (True, False)),
+        ("GET", "/v1.41/services", (True, True)),
+        ("GET", "/v1.41/tasks?filters=%7B%7D", (True, True)),
+        ("GET", "/v1.41/nodes", (True, False)),
+        ("POST", "/v1.41/services/create", (False, False)),
+        ("GET", "/v1.41/services/abc/logs", (False, False)),
+        ("GET", "/v1.41/secrets", (False, False)),
+        ("GET", "/v1.41/configs", (False, False)),
         ("GET", "/v1.41/images/json", (False, False)),
         ("GET", "/v1.41/containers/../images/json", (False, False)),
         ("GET", "/v1.41/containers/%2e%2e/json", (False, False)),
@@ -179,6 +186,17 @@ def test_strip_env() -> None:
     }
     with pytest.raises(ValueError):
         strip_env(b"not json")
+
+
+def test_strip_env_from_service_and_task_lists() -> None:
+    services = [{"Spec": {"TaskTemplate": {"ContainerSpec": {"Env": ["K=v"], "Image": "i"}}}}]
+    tasks = [{"Spec": {"ContainerSpec": {"Env": ["K=v"], "Args": ["a"]}}}]
+    assert json.loads(strip_env(json.dumps(services).encode())) == [
+        {"Spec": {"TaskTemplate": {"ContainerSpec": {"Image": "i"}}}}
+    ]
+    assert json.loads(strip_env(json.dumps(tasks).encode())) == [
+        {"Spec": {"ContainerSpec": {"Args": ["a"]}}}
+    ]
 
 
 # -- through the filter, against the real engine ----------------------------------------------
@@ -236,7 +254,8 @@ def test_writes_are_refused_and_never_happen(
         ("GET", f"{V}/containers/{box.id}/export", None),
         ("GET", f"{V}/containers/{box.id}/json/../logs", None),
         ("GET", f"{V}/containers/{box.id}/attach/ws?stream=1", None),
-        ("GET", f"{V}/info", None),
+        ("GET", f"{V}/secrets", None),
+        ("POST", f"{V}/services/create", b"{}"),
         ("GET", f"{V}/images/json", None),
         ("POST", f"{V}/images/create?fromImage=busybox", None),
         ("GET", f"{V}/containers/%2e%2e/images/json", None),
