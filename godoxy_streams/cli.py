@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from godoxy_streams import __version__
+from godoxy_streams.agent.cli import add_agent_parser, run_agent_command
 from godoxy_streams.errors import ConfigError, EngineError
 from godoxy_streams.labels import ParseContext
 from godoxy_streams.settings import Settings
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", type=str.upper, default="INFO", choices=("DEBUG", "INFO", "WARNING")
     )
     proxy.add_argument("--log-format", choices=("text", "json"), default="text")
+    add_agent_parser(commands)
     return parser
 
 
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "socket-proxy":
             return _socket_proxy(args)
+        if args.command == "agent":
+            return run_agent_command(args)
         settings = load_settings(args)
         if args.command == "check":
             return _check(args, settings)

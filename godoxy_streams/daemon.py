@@ -17,6 +17,8 @@ from aiohttp import web
 from loguru import logger
 
 from godoxy_streams import __version__
+from godoxy_streams.agent.header import ALPN_STREAM
+from godoxy_streams.agent.tunnel import Tunnel
 from godoxy_streams.check import load_routes_file
 from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.labels import ParseContext
@@ -49,6 +51,12 @@ class Daemon:
                 for i, engine in enumerate(settings.docker)
             ]
         )
+        for index, engine in enumerate(() if settings.no_docker else settings.docker):
+            if engine.is_agent:
+                host, port = engine.agent_address
+                context = engine.ssl_context(ALPN_STREAM)
+                assert context is not None
+                self.manager.tunnels[engine.display_name(index)] = Tunnel(host, port, context)
         self.stop = asyncio.Event()
         self.force = False
         self.api_port: int | None = None

@@ -91,6 +91,20 @@ class DockerSource:
             raise _translate(exc, "listing containers failed") from exc
         return [from_list_entry(entry._container, engine=self.engine) for entry in entries]
 
+    async def agent_capabilities(self) -> dict[str, bool]:
+        """An agent's ``/agent/capabilities`` (e.g. ``{"tcp": true, "udp": false}``)."""
+        client = self.client
+        try:
+            async with client.session.get(
+                f"{client.docker_host}/agent/capabilities",
+                timeout=aiohttp.ClientTimeout(total=QUERY_TIMEOUT),
+            ) as response:
+                response.raise_for_status()
+                body = await response.json()
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise _translate(exc, "asking the agent its capabilities failed") from exc
+        return {str(k): bool(v) for k, v in (body or {}).items()}
+
     async def swarm_tasks(self, namespace: str) -> list[ContainerInfo] | None:
         """The running tasks of labelled services when this engine is a Swarm manager (see
         ``swarm``), else None."""

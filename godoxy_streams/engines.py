@@ -6,7 +6,10 @@ and options. A ``unix://`` engine is local: routes dial the containers' own addr
 other engine is taken as remote unless ``local: true``: routes dial ``address`` (default: the
 URL's host) at the container's published port (labels.md, "Target address"). TLS client
 certificates come from ``tls_cert_dir`` (Docker's ``ca.pem``/``cert.pem``/``key.pem``) or the
-three file options; ``https://`` or any TLS option turns TLS on.
+three file options; ``https://`` or any TLS option turns TLS on. ``agent://HOST:PORT`` is a
+godoxy-streams agent: its API is read over mutual TLS (certificates required), and every
+route to its containers is dialled through its tunnel (``agent.tunnel``), so the containers'
+own addresses are the targets.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from godoxy_streams.agent.header import ALPN_HTTP
 from godoxy_streams.errors import ConfigError
 
-SCHEMES = ("unix", "tcp", "http", "https")
+SCHEMES = ("unix", "tcp", "http", "https", "agent")
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 
@@ -59,13 +63,27 @@ class EngineSettings(BaseModel):
             raise ValueError(f"Docker endpoint {self.url!r} names no host")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        if self.is_agent and self.tls_cert_dir is None and self.tls_cert is None:
+            raise ValueError(
+                f"{self.url}: an agent needs a client certificate (tls_cert_dir, or tls_ca, "
+                "tls_cert and tls_key; `godoxy-streams agent certs` makes them)"
+            )
         return self
+
+    @property
+    def is_agent(self) -> bool:
+        return self.url.startswith("agent://")
+
+    @property
+    def agent_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        return (parts.hostname or "", parts.port or 8890)
 
     @property
     def is_local(self) -> bool:
         if self.local is not None:
             return self.local
-        return self.url.startswith("unix://")
+        return self.url.startswith(("unix://", "agent://"))
 
     @property
     def remote_host(self) -> str | None:
@@ -76,13 +94,16 @@ class EngineSettings(BaseModel):
 
     @property
     def uses_tls(self) -> bool:
-        return self.url.startswith("https://") or any(
+        return self.url.startswith(("https://", "agent://")) or any(
             p is not None for p in (self.tls_cert_dir, self.tls_ca, self.tls_cert)
         )
 
     def client_url(self) -> str:
         """The URL for the Docker client (``tcp://`` becomes ``http(s)://``)."""
         parts = urlsplit(self.url)
+        if parts.scheme == "agent":
+            host, port = self.agent_address
+            return f"https://{host}:{port}"
         if parts.scheme in ("tcp", "http") and self.uses_tls:
             return parts._replace(scheme="https").geturl()
         if parts.scheme == "tcp":
@@ -94,9 +115,10 @@ class EngineSettings(BaseModel):
             return self.name
         return "local" if index == 0 and self.url.startswith("unix://") else self.url
 
-    def ssl_context(self) -> ssl.SSLContext | None:
+    def ssl_context(self, alpn: str | None = None) -> ssl.SSLContext | None:
         """The TLS client context (verifying the engine against ``ca``, presenting the client
-        certificate); None without TLS. Unreadable files are a ``ConfigError``."""
+        certificate; for an agent with ALPN ``alpn``, default its API's); None without TLS.
+        Unreadable files are a ``ConfigError``."""
         if not self.uses_tls:
             return None
         folder = self.tls_cert_dir
@@ -107,6 +129,8 @@ class EngineSettings(BaseModel):
             context = ssl.create_default_context(cafile=str(ca) if ca else None)
             if cert is not None and key is not None:
                 context.load_cert_chain(str(cert), str(key))
+            if self.is_agent:
+                context.set_alpn_protocols([alpn or ALPN_HTTP])
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"Docker endpoint {self.url}: cannot load TLS files: {exc}") from exc
         return context

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from godoxy_streams.model import HealthCheck
 
@@ -65,11 +66,20 @@ async def udp_probe(
         transport.close()
 
 
-def probe_for(proto: str, target: tuple[str, int], check: HealthCheck) -> Probe | None:
+class TunnelProbe(Protocol):
+    async def probe(self, host: str, port: int, timeout: float) -> None: ...
+
+
+def probe_for(
+    proto: str, target: tuple[str, int], check: HealthCheck, tunnel: TunnelProbe | None = None
+) -> Probe | None:
     """The probe a route's health check asks for; None when there is nothing to probe (a UDP
-    route without a ``send`` payload relies on Docker's health)."""
+    route without a ``send`` payload relies on Docker's health). Through ``tunnel``, a TCP
+    probe asks the agent to reach the target."""
     host, port = target
     if proto == "tcp":
+        if tunnel is not None:
+            return lambda: tunnel.probe(host, port, check.timeout)
         return lambda: tcp_probe(host, port, check.timeout)
     if check.send is None:
         return None

@@ -18,6 +18,7 @@ from loguru import logger
 
 from godoxy_streams.access_log import access_logger
 from godoxy_streams.acl import Acl
+from godoxy_streams.agent.tunnel import Tunnel
 from godoxy_streams.errors import ListenError
 from godoxy_streams.limits import ConcurrencyCounter
 from godoxy_streams.model import RouteKey, RouteSpec
@@ -76,7 +77,8 @@ class StreamManager:
         self._trusted = Acl(allow=trusted) if trusted else None
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
-        self.health = HealthChecks()
+        self.tunnels: dict[str, Tunnel] = {}  # engine name -> its agent's tunnel
+        self.health = HealthChecks(self.tunnels)
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -109,6 +111,7 @@ class StreamManager:
             proxy_protocol=spec.proxy_protocol if spec.proto == "tcp" else None,
             proxy_protocol_trusted=self._trusted if spec.proto == "tcp" else None,
             proxy_header_timeout=limits.proxy_header_timeout,
+            dialer=tunnel.dial if (tunnel := self.tunnels.get(spec.origin.engine)) else None,
         )
 
     def _log(self, spec: RouteSpec, action: str, port: int | None = None, **extra: object) -> None:

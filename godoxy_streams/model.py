@@ -161,6 +161,8 @@ class RouteSpec(_Frozen):
         name the same ``load_balance`` mode, or both are replicas of one compose service."""
         if self.key != other.key or not self.listen_port:
             return False
+        if self.origin.engine != other.origin.engine:  # each engine may be dialled its own way
+            return False
         if self.load_balance is not None and self.load_balance == other.load_balance:
             return True
         mine, theirs = self.origin, other.origin

@@ -17,7 +17,7 @@ from loguru import logger
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.desired import Conflict, build_desired, identity
 from godoxy_streams.errors import LabelError
-from godoxy_streams.labels import ParseContext, ParseResult, parse_container
+from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
 from godoxy_streams.manager import ApplyReport, StreamManager
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.plan import make_plan
@@ -61,6 +61,7 @@ class Reconciler:
         self._noted: set[str] = set()
         self._conflicts_seen: set[tuple[object, ...]] = set()
         self._engine_hosts: dict[str, str | None] = {}
+        self._engine_protos: dict[str, frozenset[str]] = {}
 
     # -- input -----------------------------------------------------------------------------
     def set_engine_host(self, engine: str, remote_host: str | None) -> None:
@@ -68,10 +69,23 @@ class Reconciler:
         (None: a local engine, their own addresses)."""
         self._engine_hosts[engine] = remote_host
 
+    def set_engine_protos(self, engine: str, protos: frozenset[str]) -> None:
+        """Only routes of these protocols can be served for ``engine`` (an agent's
+        capabilities); its other routes become errors."""
+        if self._engine_protos.get(engine) != protos:
+            self._engine_protos[engine] = protos
+            for key, entry in list(self.containers.items()):
+                if key[0] == engine:
+                    self.containers[key] = ContainerEntry(entry.info, self._parse(entry.info))
+            self.mark_dirty()
+
     def _parse(self, info: ContainerInfo) -> ParseResult:
         host = info.node_address or self._engine_hosts.get(info.engine)
         ctx = self.ctx if host is None else replace(self.ctx, remote_host=host)
         result = parse_container(info, ctx)
+        protos = self._engine_protos.get(info.engine)
+        if protos is not None and any(r.proto not in protos for r in result.routes):
+            result = without_protocols(result, protos, info.engine)
         for note in result.notes:
             if note not in self._noted:
                 if len(self._noted) >= NOTED_MAX:  # bounded memory under container churn

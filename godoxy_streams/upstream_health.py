@@ -3,7 +3,8 @@ member that asks for a probe, its verdicts fed to the member's pool.
 
 A member is probed when its route's health check is enabled, the container has no Docker
 HEALTHCHECK (Docker's state is authoritative, and reaches the pool through the route spec),
-and there is something to probe (TCP connect; UDP only with a ``healthcheck.send`` payload).
+and there is something to probe (TCP connect, through the agent's tunnel for an agent's
+containers; UDP only with a ``healthcheck.send`` payload).
 ``sync`` runs after every reconcile pass: monitors of unchanged members keep running (and
 their state), new members get one, gone members' monitors are cancelled.
 """
@@ -21,6 +22,7 @@ from godoxy_streams.model import HealthCheck, Member, RouteKey, RouteSpec
 from godoxy_streams.streams.common import where
 
 if TYPE_CHECKING:
+    from godoxy_streams.agent.tunnel import Tunnel
     from godoxy_streams.streams.pool import Pool
 
 MonitorKey = tuple[RouteKey, str, tuple[str, int], HealthCheck]
@@ -35,8 +37,9 @@ def member_key(member: Member) -> str:
 class HealthChecks:
     """The probe tasks of every running route's members."""
 
-    def __init__(self) -> None:
+    def __init__(self, tunnels: Mapping[str, Tunnel] | None = None) -> None:
         self._tasks: dict[MonitorKey, asyncio.Task[None]] = {}
+        self._tunnels = tunnels if tunnels is not None else {}
 
     def sync(self, routes: Mapping[RouteKey, tuple[RouteSpec, Pool]]) -> None:
         wanted: dict[MonitorKey, tuple[RouteSpec, Member, Pool]] = {}
@@ -51,7 +54,8 @@ class HealthChecks:
             self._tasks.pop(gone).cancel()
         for mkey, (spec, member, pool) in wanted.items():
             if mkey not in self._tasks:
-                probe = probe_for(spec.proto, member.address, spec.healthcheck)
+                tunnel = self._tunnels.get(member.origin.engine)
+                probe = probe_for(spec.proto, member.address, spec.healthcheck, tunnel)
                 if probe is not None:
                     report = self._reporter(spec, mkey, pool)
                     monitor = HealthMonitor(probe, spec.healthcheck, report)

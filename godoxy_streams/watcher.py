@@ -62,7 +62,8 @@ class Watcher:
         self.engine = engine
         self._client_url = endpoint.client_url()
         self._ssl = endpoint.ssl_context()  # unreadable certificate files stop the start-up
-        self._local = endpoint.is_local
+        self._local = endpoint.is_local and not endpoint.is_agent
+        self._agent = endpoint.is_agent
         reconciler.set_engine_host(engine, endpoint.remote_host)
         self.reconciler = reconciler
         self.settings = settings
@@ -82,6 +83,10 @@ class Watcher:
             source = DockerSource(self._client_url, engine=self.engine, ssl_context=self._ssl)
             try:
                 version = await source.connect()
+                if self._agent:
+                    capabilities = await source.agent_capabilities()
+                    protos = {p for p in ("tcp", "udp") if capabilities.get(p)}
+                    self.reconciler.set_engine_protos(self.engine, frozenset(protos))
                 self.status.version = str(version.get("Version", ""))
                 since = time.time() - 1
                 await self._sync(source)

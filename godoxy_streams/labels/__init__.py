@@ -4,7 +4,7 @@ validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from godoxy_streams.containers import ContainerInfo
@@ -37,6 +37,25 @@ class ParseResult:
         return ParseResult(
             self.routes + other.routes, self.errors + other.errors, self.notes + other.notes
         )
+
+
+def without_protocols(result: ParseResult, protos: frozenset[str], engine: str) -> ParseResult:
+    """``result`` with its routes of protocols not in ``protos`` turned into errors (an
+    engine, such as an agent, that cannot carry them)."""
+    kept, errors = [], list(result.errors)
+    for route in result.routes:
+        if route.proto in protos:
+            kept.append(route)
+        else:
+            errors.append(
+                LabelError(
+                    f"engine {engine} cannot carry {route.proto.upper()} routes "
+                    f"(it serves {', '.join(sorted(protos)) or 'none'})",
+                    container=route.origin.name,
+                    alias=route.alias,
+                )
+            )
+    return replace(result, routes=tuple(kept), errors=tuple(errors))
 
 
 def has_labels(labels: Mapping[str, str], namespace: str) -> bool:

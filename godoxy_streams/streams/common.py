@@ -11,7 +11,7 @@ import asyncio
 import errno
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +20,10 @@ from godoxy_streams.errors import BindNotAllowed, ListenError, PortInUse
 from godoxy_streams.limits import ConcurrencyCounter
 
 Address = tuple[str, int]
+Dialer = Callable[
+    [Callable[[], asyncio.Protocol], str, int],
+    Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.Protocol]],
+]
 BACKLOG = max(socket.SOMAXCONN, 4096)  # the kernel caps it at net.core.somaxconn
 Proto = Literal["tcp", "udp"]
 
@@ -46,6 +50,9 @@ class StreamOptions:
     proxy_protocol: Literal["v1", "v2"] | None = None  # send a header to the upstream
     proxy_protocol_trusted: Acl | None = None  # peers that must send a header (others: must not)
     proxy_header_timeout: float = 3.0
+    # How upstream connections are made: ``loop.create_connection`` unless a dialer is given
+    # (e.g. an agent tunnel); called as ``dialer(protocol_factory, host, port)``.
+    dialer: Dialer | None = None
 
     @property
     def guarded(self) -> bool:

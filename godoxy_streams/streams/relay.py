@@ -8,8 +8,10 @@ water mark), the other side stops reading until it drains below the low mark, so
 connection never buffers more than about ``HIGH_WATER`` plus one read per direction.
 
 Half-close: a FIN from either side becomes ``write_eof()`` on the other; the connection is
-closed when both directions are done. A reset (or any error) on one side aborts the other
-with ``SO_LINGER 0``, so the peer sees a reset too.
+closed when both directions are done. An upstream that cannot half-close (TLS, e.g. an agent
+tunnel) keeps the client's FIN to itself: that connection ends when the upstream closes.
+A reset (or any error) on one side aborts the other with ``SO_LINGER 0``, so the peer sees a
+reset too.
 
 ``hooked.HookedConn`` / ``HookedUpstream`` add the pre_dial hook and the per-read work (idle
 clock, ``on_read`` hook), ``guard`` adds admission, the PROXY protocol and close records; the
@@ -137,7 +139,12 @@ class Conn(asyncio.Protocol):
         stream = self.stream
         loop = stream.loop
         up = self.up = self.upstream_cls(self, target)
-        task = self.dialing = loop.create_task(loop.create_connection(up, target[0], target[1]))
+        dialer = stream.options.dialer
+        task = self.dialing = loop.create_task(
+            loop.create_connection(up, target[0], target[1])
+            if dialer is None
+            else dialer(up, target[0], target[1])
+        )
         task.add_done_callback(self.dialed)
         self.timer = loop.call_later(stream.options.dial_timeout, self.dial_timed_out)
 
@@ -187,7 +194,8 @@ class Conn(asyncio.Protocol):
         self.eof_in = True
         ut = self.ut
         if ut is not None:
-            ut.write_eof()
+            if ut.can_write_eof():
+                ut.write_eof()
             if self.eof_out:
                 self.finish()
         return True
@@ -236,7 +244,7 @@ class Conn(asyncio.Protocol):
             self.stream.stats.bytes_in += len(data)
             if self.up is not None and not self.up.paused and not self.eof_in:
                 self.transport.resume_reading()
-        if self.eof_in:
+        if self.eof_in and ut.can_write_eof():
             ut.write_eof()
 
     def upstream_eof(self) -> bool:

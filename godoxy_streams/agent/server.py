@@ -1,0 +1,244 @@
+"""The agent's server: one TLS port (client certificate required) that dispatches each
+connection by its ALPN protocol.
+
+- ``http/1.1``: the agent API. ``/agent/version``, ``/agent/capabilities``, ``/agent/health``,
+  and the engine's read-only endpoints exactly as ``socket-proxy`` filters them (list, inspect,
+  events; environment variables removed; anything else 403).
+- ``godoxy-streams-stream/1``: one tunnelled TCP connection. The first ``HEADER_SIZE`` bytes
+  are the stream header (``header``); a malformed one, a bad checksum, or a destination that no
+  running container's labels publish closes the connection. Otherwise the agent dials the
+  destination and relays both ways; for a probe header it answers ``PROBE_OK`` and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from loguru import logger
+
+from godoxy_streams import __version__
+from godoxy_streams.agent.header import (
+    ALPN_HTTP,
+    ALPN_STREAM,
+    HEADER_SIZE,
+    PROBE_OK,
+    HeaderError,
+    decode,
+)
+from godoxy_streams.docker_source import DockerSource
+from godoxy_streams.errors import EngineError
+from godoxy_streams.labels import ParseContext, parse_container
+from godoxy_streams.socket_proxy import SocketProxy
+
+PROTOCOL_VERSION = 1
+CAPABILITIES = {"tcp": True, "udp": False}
+HEADER_TIMEOUT = 5.0
+DIAL_TIMEOUT = 5.0
+ALLOWED_TTL = 1.0  # seconds a computed allow-list is reused before the engine is asked again
+CHUNK = 256 * 1024
+
+
+class Destinations:
+    """The (host, port) pairs the host's running, labelled containers publish: the only
+    places a tunnel may lead. Recomputed from the engine at most every ``ALLOWED_TTL``
+    seconds, and once more before a refusal (a container may have just started)."""
+
+    def __init__(self, engine: str, namespace: str) -> None:
+        self.engine = engine
+        self.ctx = ParseContext(namespace=namespace)
+        self.allowed: frozenset[tuple[str, int]] = frozenset()
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            source = DockerSource(self.engine)
+            try:
+                await source.connect()
+                infos = await source.list_containers()
+            finally:
+                await source.close()
+            pairs: set[tuple[str, int]] = set()
+            for info in infos:
+                if info.running:
+                    pairs.update(route.target for route in parse_container(info, self.ctx).routes)
+            self.allowed, self._at = frozenset(pairs), time.monotonic()
+
+    async def permits(self, host: str, port: int) -> bool:
+        if time.monotonic() - self._at > ALLOWED_TTL or (host, port) not in self.allowed:
+            await self.refresh()
+        return (host, port) in self.allowed
+
+
+class AgentServer:
+    def __init__(self, engine: str, namespace: str, context: ssl.SSLContext) -> None:
+        self.engine = engine
+        self.context = context
+        self.destinations = Destinations(engine, namespace)
+        self.proxy = SocketProxy(engine)
+        self.tunnels = 0
+        self.refused = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._http: web.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the port bound."""
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/agent/version", self._version)
+        app.router.add_get("/agent/capabilities", self._capabilities)
+        app.router.add_get("/agent/health", self._health)
+        app.router.add_route("*", "/{tail:.*}", self.proxy.handle)
+        app.on_shutdown.append(self.proxy.on_shutdown)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        self._http = self._runner.server
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._dispatch, host, port, ssl=self.context, ssl_handshake_timeout=HEADER_TIMEOUT
+        )
+        bound = int(self._server.sockets[0].getsockname()[1])
+        logger.info(f"agent on {host}:{bound} (mutual TLS; ALPN {ALPN_STREAM}, {ALPN_HTTP})")
+        return bound
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._runner.cleanup()
+        await self.proxy.close()
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _dispatch(self) -> asyncio.Protocol:
+        return _Dispatch(self)
+
+    def http_protocol(self) -> asyncio.Protocol:
+        assert self._http is not None
+        return self._http()
+
+    def stream_protocol(self) -> asyncio.Protocol:
+        reader = asyncio.StreamReader(limit=CHUNK)
+
+        def started(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.ensure_future(self._tunnel(r, w))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return asyncio.StreamReaderProtocol(reader, started)
+
+    # -- the API -----------------------------------------------------------------------------
+    async def _version(self, _: web.Request) -> web.Response:
+        return web.json_response({"version": __version__, "protocol": PROTOCOL_VERSION})
+
+    async def _capabilities(self, _: web.Request) -> web.Response:
+        return web.json_response(CAPABILITIES)
+
+    async def _health(self, _: web.Request) -> web.Response:
+        try:
+            await self.destinations.refresh()
+        except EngineError as exc:
+            return web.json_response(
+                {"status": "engine unreachable", "error": str(exc)}, status=503
+            )
+        return web.json_response({"status": "ok", "tunnels": self.tunnels, "refused": self.refused})
+
+    # -- tunnels -----------------------------------------------------------------------------
+    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            try:
+                raw = await asyncio.wait_for(reader.readexactly(HEADER_SIZE), HEADER_TIMEOUT)
+                header = decode(raw)
+            except (HeaderError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                return self._refuse(peer, f"bad stream header: {exc}")
+            try:
+                permitted = await self.destinations.permits(header.host, header.port)
+            except EngineError as exc:
+                return self._refuse(peer, f"cannot check the destination: {exc}")
+            if not permitted:
+                return self._refuse(
+                    peer, f"{header.host}:{header.port} is not published by any label here"
+                )
+            try:
+                up_r, up_w = await asyncio.wait_for(
+                    asyncio.open_connection(header.host, header.port, limit=CHUNK), DIAL_TIMEOUT
+                )
+            except (OSError, TimeoutError) as exc:
+                logger.warning(f"tunnel to {header.host}:{header.port} failed: {exc!r}")
+                return
+            if header.probe:
+                up_w.close()
+                writer.write(PROBE_OK)
+                return
+            self.tunnels += 1
+            try:
+                await asyncio.gather(_pump(reader, up_w), _pump(up_r, writer))
+            finally:
+                up_w.close()
+        finally:
+            writer.close()
+
+    def _refuse(self, peer: object, why: str) -> None:
+        self.refused += 1
+        logger.warning(f"tunnel from {peer} refused: {why}")
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until EOF, then half-close; a reset ends both directions."""
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        writer.close()
+
+
+class _Dispatch(asyncio.Protocol):
+    """The first protocol of every connection: hands the TLS transport to the protocol its
+    ALPN names (the handshake is complete when ``connection_made`` runs)."""
+
+    def __init__(self, server: AgentServer) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tls = transport.get_extra_info("ssl_object")
+        alpn = tls.selected_alpn_protocol() if tls is not None else None
+        if alpn == ALPN_STREAM:
+            protocol = self.server.stream_protocol()
+        elif alpn == ALPN_HTTP:
+            protocol = self.server.http_protocol()
+        else:
+            logger.warning(f"connection without a known ALPN protocol ({alpn!r}) closed")
+            transport.close()
+            return
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+async def serve_agent(
+    host: str, port: int, engine: str, namespace: str, context: ssl.SSLContext
+) -> None:
+    """Run the agent until SIGTERM or SIGINT."""
+    import signal
+
+    server = AgentServer(engine, namespace, context)
+    await server.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        with contextlib.suppress(EngineError, aiohttp.ClientError, OSError):
+            await server.destinations.refresh()
+        await stop.wait()
+    finally:
+        await server.close()

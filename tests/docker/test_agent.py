@@ -1,0 +1,178 @@
+"""The agent end to end: ``agent certs`` makes the certificates, a real ``godoxy-streams
+agent`` serves this host's engine, and a daemon whose only engine is ``agent://`` routes a
+container's TCP port through the tunnel. Refusals: no client certificate, a forged or
+corrupted header, a destination no label publishes; UDP routes are errors (not offered)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from godoxy_streams.agent.certs import client_context
+from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM, HEADER_SIZE, PROBE_OK, StreamHeader
+from tests.docker.conftest import Daemon
+from tests.docker.kit import container_ip
+from tests.helpers import eventually, free_port, tcp_connectable
+
+LOCAL = "127.0.0.1"
+
+
+@dataclass
+class Agent:
+    port: int
+    certs: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    def context(self, alpn: str) -> ssl.SSLContext:
+        c = self.certs
+        return client_context(c / "ca.pem", c / "daemon.pem", c / "daemon-key.pem", [alpn])
+
+    def tls(self, alpn: str) -> ssl.SSLSocket:
+        raw = socket.create_connection((LOCAL, self.port), timeout=5)
+        return self.context(alpn).wrap_socket(raw, server_hostname=LOCAL)
+
+    def api(self, path: str) -> Any:
+        with self.tls(ALPN_HTTP) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return json.loads(body)
+
+    def stream(self, header: bytes, payload: bytes = b"", until: bytes = b"") -> bytes:
+        """What the agent answers to ``header`` + ``payload`` until it closes (or ``until``
+        was read)."""
+        with self.tls(ALPN_STREAM) as s:
+            s.sendall(header + payload)
+            data = b""
+            try:
+                while (not until or data != until) and (chunk := s.recv(65536)):
+                    data += chunk
+            except (ConnectionError, ssl.SSLError):
+                pass
+            return data
+
+
+@pytest.fixture
+def agent(tmp_path: Path, ns: str) -> Iterator[Agent]:
+    certs = tmp_path / "certs"
+    made = subprocess.run(
+        [sys.executable, "-m", "godoxy_streams", "agent", "certs", "--out", str(certs),
+         "--name", LOCAL],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "PRIVATE KEY" not in made.stdout and str(certs / "daemon.pem") in made.stdout
+    assert (certs / "daemon-key.pem").stat().st_mode & 0o077 == 0
+    port = free_port()
+    log = tmp_path / "agent.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "godoxy_streams", "agent", "--listen", f"{LOCAL}:{port}",
+             "--namespace", ns, "--tls-ca", str(certs / "ca.pem"),
+             "--tls-cert", str(certs / "agent.pem"), "--tls-key", str(certs / "agent-key.pem")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        eventually(lambda: tcp_connectable(LOCAL, port), what="agent listening")
+        yield Agent(port, certs, log, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+
+
+def whoami_line(port: int) -> str:
+    """The echo server's tag, read as one line with the connection kept open both ways (a
+    client's half-close does not cross the tunnel: TLS has none)."""
+    with socket.create_connection((LOCAL, port), timeout=5) as s:
+        s.sendall(b"whoami\n")
+        data = b""
+        while not data.endswith(b"\n") and (chunk := s.recv(100)):
+            data += chunk
+    return data.decode().rstrip("\n")
+
+
+def agent_daemon(daemon: Daemon, tmp_path: Path, agent: Agent) -> Any:
+    config = tmp_path / "daemon.yml"
+    c = agent.certs
+    config.write_text(
+        f"docker:\n  - url: agent://{LOCAL}:{agent.port}\n    name: far\n"
+        f"    tls_ca: {c / 'ca.pem'}\n    tls_cert: {c / 'daemon.pem'}\n"
+        f"    tls_key: {c / 'daemon-key.pem'}\n"
+    )
+    return daemon("--config", str(config))
+
+
+def test_tcp_through_the_tunnel(
+    daemon: Daemon, run_container: Any, ns: str, tmp_path: Path, agent: Agent
+) -> None:
+    assert agent.api("/agent/capabilities") == {"tcp": True, "udp": False}
+    assert agent.api("/agent/version")["protocol"] == 1
+    port, udp_port = free_port(), free_port("udp")
+    d = agent_daemon(daemon, tmp_path, agent)
+    box = run_container(
+        labels={
+            f"{ns}.aliases": "e,u",
+            f"{ns}.e.port": f"{port}:7",
+            f"{ns}.u.scheme": "udp",
+            f"{ns}.u.port": f"{udp_port}:7",
+        },
+        command=["--tag", "via-agent"],
+    )
+    eventually(lambda: (d.route("e") or {}).get("state") == "running", what="tunnelled route")
+    assert whoami_line(port) == "via-agent"
+    route = d.route("e")
+    assert route is not None and route["engine"] == "far"
+    assert (route["target_host"], route["target_port"]) == (container_ip(box), 7)
+    assert agent.api("/agent/health")["tunnels"] >= 1
+    (error,) = [e for e in d.routes()["errors"] if e["alias"] == "u"]
+    assert "cannot carry UDP" in error["message"]
+    # The engine view through the agent carries no environment.
+    inspect = agent.api(f"/containers/{box.id}/json")
+    assert "Env" not in inspect["Config"] and inspect["Id"] == box.id
+
+
+def test_refusals(run_container: Any, ns: str, agent: Agent) -> None:
+    box = run_container(
+        labels={f"{ns}.aliases": "e", f"{ns}.e.port": f"{free_port()}:7"}, command=["--tag", "t"]
+    )
+    ip = container_ip(box)
+    good = StreamHeader(ip, 7).encode()
+    assert agent.stream(good, b"whoami\n", until=b"t\n") == b"t\n"
+    assert agent.stream(StreamHeader(ip, 7, probe=True).encode()) == PROBE_OK
+    corrupted = bytearray(good)
+    corrupted[20] ^= 0x01
+    assert agent.stream(bytes(corrupted), b"whoami\n") == b""
+    forged = b"GET / HTTP/1.1\r\n".ljust(HEADER_SIZE - 4, b"x")  # a valid checksum, no magic
+    forged += zlib.crc32(forged).to_bytes(4, "big")
+    assert agent.stream(forged, b"whoami\n") == b""
+    assert agent.stream(StreamHeader(ip, 9).encode(), b"whoami\n") == b""
+    assert agent.stream(StreamHeader("127.0.0.1", 22).encode(), b"x") == b""
+    raw = socket.create_connection((LOCAL, agent.port), timeout=5)
+    anonymous = ssl.create_default_context(cafile=str(agent.certs / "ca.pem"))
+    anonymous.set_alpn_protocols([ALPN_STREAM])
+    before = agent.api("/agent/health")["tunnels"]
+    try:  # TLS 1.3: the refusal may arrive as an alert, a reset, or an end at the first read
+        with anonymous.wrap_socket(raw, server_hostname=LOCAL) as s:
+            s.sendall(good + b"whoami\n")
+            got = s.recv(100)
+    except (ssl.SSLError, ConnectionError):
+        got = b""
+    assert got == b"" and agent.api("/agent/health")["tunnels"] == before
+    log = agent.log.read_text()
+    assert "checksum mismatch" in log and "bad magic" in log
+    assert "is not published by any label here" in log
