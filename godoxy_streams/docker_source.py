@@ -40,6 +40,7 @@ class EngineEvent:
     action: str  # e.g. "start", "health_status: healthy", "connect"
     container_id: str  # the service's or node's id for those kinds
     swarm: bool = False  # may change Swarm services' routes
+    signal: str = ""  # of a "kill" event: the signal sent
 
 
 def _translate(exc: BaseException, what: str) -> EngineError:
@@ -203,7 +204,10 @@ def _event_of(raw: dict[str, Any]) -> EngineEvent | None:
         cid = str(attributes.get("container") or "")
     else:
         return None
-    return EngineEvent(kind, action, cid, swarm=SWARM_TASK in attributes) if cid else None
+    if not cid:
+        return None
+    signal = str(attributes.get("signal") or "") if action == "kill" else ""
+    return EngineEvent(kind, action, cid, swarm=SWARM_TASK in attributes, signal=signal)
 
 
 _CONTAINER_ID = re.compile(r"(?:docker[-/]|/containers/)([0-9a-f]{64})")

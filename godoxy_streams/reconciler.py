@@ -24,6 +24,7 @@ from godoxy_streams.plan import make_plan
 
 EngineKey = tuple[str, str]  # (engine, container id)
 NOTED_MAX = 10_000  # informational notes remembered so each is logged once
+STOP_GRACE = 60.0  # seconds a container told to stop counts as stopping while still running
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Reconciler:
         self._conflicts_seen: set[tuple[object, ...]] = set()
         self._engine_hosts: dict[str, str | None] = {}
         self._engine_protos: dict[str, frozenset[str]] = {}
+        self._stopping: dict[EngineKey, float] = {}  # told to stop (SIGTERM/SIGKILL), when
 
     # -- input -----------------------------------------------------------------------------
     def set_engine_host(self, engine: str, remote_host: str | None) -> None:
@@ -96,6 +98,12 @@ class Reconciler:
 
     def update(self, info: ContainerInfo) -> None:
         key = (info.engine, info.id)
+        told = self._stopping.get(key)
+        if told is not None:
+            if info.running and time.monotonic() - told < STOP_GRACE:
+                info = replace(info, state="stopping")
+            else:
+                del self._stopping[key]
         entry = self.containers.get(key)
         if entry is not None and entry.info == info:
             return
@@ -116,7 +124,20 @@ class Reconciler:
             )
             self.mark_dirty()
 
+    def set_stopping(self, engine: str, container_id: str) -> None:
+        """The container was sent SIGTERM or SIGKILL: no new connections go to it from now
+        (its live ones drain) even while it still runs, until it dies, starts again, or
+        ``STOP_GRACE`` passes."""
+        if len(self._stopping) >= NOTED_MAX:
+            self._stopping.clear()
+        self._stopping[(engine, container_id)] = time.monotonic()
+        self.set_state(engine, container_id, "stopping")
+
+    def clear_stopping(self, engine: str, container_id: str) -> None:
+        self._stopping.pop((engine, container_id), None)
+
     def remove(self, engine: str, container_id: str) -> None:
+        self._stopping.pop((engine, container_id), None)
         if self.containers.pop((engine, container_id), None) is not None:
             self.mark_dirty()
 

@@ -2,7 +2,7 @@
  * echo: the tiny TCP/UDP test server of the godoxy-streams Docker test kit.
  * Built static (gcc -static -O2) and imported as the only file of a scratch image.
  *
- *   echo [-t PORT]... [-u PORT]... [--tag TEXT] [--health-file PATH]
+ *   echo [-t PORT]... [-u PORT]... [--tag TEXT] [--health-file PATH] [--grace SECONDS]
  *       TCP echo on every -t port, UDP echo on every -u port (default: -t 7 -u 7).
  *       A TCP session whose first bytes are exactly "whoami\n" gets TEXT "\n" back
  *       (then echoes on; "whoami\n" is matched again right after each answer); a UDP
@@ -10,7 +10,9 @@
  *       verbatim. TEXT defaults to the hostname (the container's short id). When the
  *       client half-closes, the server finishes echoing and closes. One process per
  *       TCP connection (fork), UDP in the main process. Prints "echo: ready" once
- *       every socket is bound, after creating --health-file PATH if given.
+ *       every socket is bound, after creating --health-file PATH if given. With --grace,
+ *       SIGTERM starts SECONDS more of normal service (as a service that waits for its load
+ *       balancer to take it out), then exits; without, SIGTERM exits at once.
  *   echo check HOST:PORT     exit 0 iff a TCP connect succeeds within 2 s (numeric HOST,
  *                            "localhost" or "[v6]")
  *   echo check-file PATH     exit 0 iff PATH exists
@@ -87,6 +89,17 @@ static int parse_addr(const char *s, struct sockaddr_storage *sa, socklen_t *len
 
 static void on_term(int sig) {
     _exit(sig == SIGALRM); /* SIGALRM: a check timed out */
+}
+
+static unsigned grace_seconds = 0;
+
+static void on_stop(int sig) {
+    if (sig == SIGTERM && grace_seconds > 0) {
+        alarm(grace_seconds); /* serve on, then SIGALRM ends it */
+        grace_seconds = 0;
+        return;
+    }
+    _exit(0);
 }
 
 static int check(const char *target) {
@@ -206,9 +219,12 @@ int main(int argc, char **argv) {
             snprintf(tag, sizeof tag, "%s", argv[++i]);
         } else if (!strcmp(a, "--health-file") && i + 1 < argc) {
             health_file = argv[++i];
+        } else if (!strcmp(a, "--grace") && i + 1 < argc) {
+            grace_seconds = (unsigned)atoi(argv[++i]);
         } else {
             fprintf(stderr,
-                    "usage: echo [-t PORT]... [-u PORT]... [--tag TEXT] [--health-file PATH]\n"
+                    "usage: echo [-t PORT]... [-u PORT]... [--tag TEXT] [--health-file PATH]"
+                    " [--grace SECONDS]\n"
                     "       echo check HOST:PORT | check-file PATH | touch PATH | rm PATH\n");
             return 2;
         }
@@ -223,8 +239,9 @@ int main(int argc, char **argv) {
     }
     signal(SIGCHLD, SIG_IGN); /* children are reaped automatically */
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGTERM, on_term); /* as PID 1 there is no default action */
-    signal(SIGINT, on_term);
+    signal(SIGTERM, on_stop); /* as PID 1 there is no default action */
+    signal(SIGINT, on_stop);
+    signal(SIGALRM, on_stop);
     if (health_file) {
         int fd = open(health_file, O_WRONLY | O_CREAT, 0644);
         if (fd < 0) die(health_file);
@@ -249,6 +266,8 @@ int main(int argc, char **argv) {
             if (pid == 0) {
                 for (int j = 0; j < nfds; j++) close(fds[j].fd);
                 signal(SIGTERM, SIG_DFL);
+                signal(SIGALRM, SIG_DFL);
+                alarm(0);
                 serve_tcp(c);
             }
             close(c);
