@@ -178,9 +178,13 @@ class AgentServer:
                 writer.write(PROBE_OK)
                 return
             self.tunnels += 1
+            inbound = asyncio.ensure_future(_pump(reader, up_w))
             try:
-                await asyncio.gather(_pump(reader, up_w), _pump(up_r, writer))
+                # TLS cannot half-close here: when the destination has finished sending, the
+                # tunnel ends (its close reaches the daemon as the upstream's end).
+                await _pump(up_r, writer)
             finally:
+                inbound.cancel()
                 up_w.close()
         finally:
             writer.close()

@@ -9,7 +9,8 @@ connection never buffers more than about ``HIGH_WATER`` plus one read per direct
 
 Half-close: a FIN from either side becomes ``write_eof()`` on the other; the connection is
 closed when both directions are done. An upstream that cannot half-close (TLS, e.g. an agent
-tunnel) keeps the client's FIN to itself: that connection ends when the upstream closes.
+tunnel) keeps the client's FIN to itself; the agent ends such a tunnel when its destination
+has finished sending.
 A reset (or any error) on one side aborts the other with ``SO_LINGER 0``, so the peer sees a
 reset too.
 

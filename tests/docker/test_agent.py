@@ -144,6 +144,20 @@ def test_tcp_through_the_tunnel(
     # The engine view through the agent carries no environment.
     inspect = agent.api(f"/containers/{box.id}/json")
     assert "Env" not in inspect["Config"] and inspect["Id"] == box.id
+    # When the destination ends the connection (FIN), the client sees the end through the
+    # tunnel at once, with the connection itself and the container still there.
+    closer_port = free_port()
+    run_container(
+        labels={f"{ns}.aliases": "c", f"{ns}.c.port": f"{closer_port}:7"},
+        command=["--tag", "closer", "--close-after-whoami"],
+    )
+    eventually(lambda: (d.route("c") or {}).get("state") == "running", what="closer route")
+    with socket.create_connection((LOCAL, closer_port), timeout=3) as s:
+        s.sendall(b"whoami\n")
+        data = b""
+        while chunk := s.recv(100):  # a timeout here means the end did not cross
+            data += chunk
+    assert data == b"closer\n"
 
 
 def test_refusals(run_container: Any, ns: str, agent: Agent) -> None:

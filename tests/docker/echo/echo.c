@@ -12,7 +12,8 @@
  *       TCP connection (fork), UDP in the main process. Prints "echo: ready" once
  *       every socket is bound, after creating --health-file PATH if given. With --grace,
  *       SIGTERM starts SECONDS more of normal service (as a service that waits for its load
- *       balancer to take it out), then exits; without, SIGTERM exits at once.
+ *       balancer to take it out), then exits; without, SIGTERM exits at once. With
+ *       --close-after-whoami, a TCP session ends (FIN) right after its "whoami" answer.
  *   echo check HOST:PORT     exit 0 iff a TCP connect succeeds within 2 s (numeric HOST,
  *                            "localhost" or "[v6]")
  *   echo check-file PATH     exit 0 iff PATH exists
@@ -92,6 +93,7 @@ static void on_term(int sig) {
 }
 
 static unsigned grace_seconds = 0;
+static int close_after_whoami = 0;
 
 static void on_stop(int sig) {
     if (sig == SIGTERM && grace_seconds > 0) {
@@ -156,6 +158,7 @@ static void serve_tcp(int fd) {
                     char reply[sizeof tag + 1];
                     int len = snprintf(reply, sizeof reply, "%s\n", tag);
                     if (write_all(fd, reply, (size_t)len) != 0) _exit(1);
+                    if (close_after_whoami) break;
                     held = 0;
                 }
             } else {
@@ -163,9 +166,10 @@ static void serve_tcp(int fd) {
                 held = SIZE_MAX;
             }
         }
+        if (held == WLEN) break; /* --close-after-whoami: answered, now end it */
         if (i < (size_t)n && write_all(fd, buf + i, (size_t)n - i) != 0) _exit(1);
     }
-    if (held != SIZE_MAX && held > 0) write_all(fd, WHOAMI, held);
+    if (held != SIZE_MAX && held > 0 && held != WLEN) write_all(fd, WHOAMI, held);
     shutdown(fd, SHUT_WR);
     close(fd);
     _exit(0);
@@ -219,12 +223,14 @@ int main(int argc, char **argv) {
             snprintf(tag, sizeof tag, "%s", argv[++i]);
         } else if (!strcmp(a, "--health-file") && i + 1 < argc) {
             health_file = argv[++i];
+        } else if (!strcmp(a, "--close-after-whoami")) {
+            close_after_whoami = 1;
         } else if (!strcmp(a, "--grace") && i + 1 < argc) {
             grace_seconds = (unsigned)atoi(argv[++i]);
         } else {
             fprintf(stderr,
                     "usage: echo [-t PORT]... [-u PORT]... [--tag TEXT] [--health-file PATH]"
-                    " [--grace SECONDS]\n"
+                    " [--grace SECONDS] [--close-after-whoami]\n"
                     "       echo check HOST:PORT | check-file PATH | touch PATH | rm PATH\n");
             return 2;
         }
