@@ -190,3 +190,105 @@ def test_refusals(run_container: Any, ns: str, agent: Agent) -> None:
     log = agent.log.read_text()
     assert "checksum mismatch" in log and "bad magic" in log
     assert "is not published by any label here" in log
+
+
+@dataclass
+class Netns:
+    name: str
+    host_side: str  # the host's address on the link
+    ns_side: str  # the namespace's address on the link
+
+    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.name, *args], capture_output=True, text=True, **kwargs
+        )
+
+
+@pytest.fixture
+def netns(ns: str) -> Iterator[Netns]:
+    """A network namespace linked to the host by one veth pair (a /30) and nothing else: no
+    default route, so it reaches the host's link address and no container."""
+    name = f"gds-test-{ns[-10:]}"
+    octet = 1 + int(ns[-4:]) % 250  # a distinct 10.251.<octet>.0/30 per test
+    host_ip, ns_ip = f"10.251.{octet}.1", f"10.251.{octet}.2"
+    veth = f"gdsv{octet}"
+    steps = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "n"],
+        ["ip", "link", "set", veth + "n", "netns", name],
+        ["ip", "addr", "add", f"{host_ip}/30", "dev", veth],
+        ["ip", "link", "set", veth, "up"],
+        ["ip", "netns", "exec", name, "ip", "addr", "add", f"{ns_ip}/30", "dev", veth + "n"],
+        ["ip", "netns", "exec", name, "ip", "link", "set", veth + "n", "up"],
+        ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+    ]
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True, timeout=10)
+        yield Netns(name, host_ip, ns_ip)
+    finally:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent(
+    run_container: Any, ns: str, tmp_path: Path, netns: Netns
+) -> None:
+    certs = tmp_path / "certs"
+    made = subprocess.run(
+        [sys.executable, "-m", "godoxy_streams", "agent", "certs", "--out", str(certs),
+         "--name", netns.host_side],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    agent_port, listen_port = free_port(), free_port()
+    box = run_container(
+        labels={f"{ns}.aliases": "e", f"{ns}.e.port": f"{listen_port}:7"},
+        command=["--tag", "isolated"],
+    )
+    # The namespace has no way to the container by itself.
+    direct = netns.run(
+        sys.executable, "-c",
+        f"import socket; socket.create_connection(({container_ip(box)!r}, 7), timeout=2)",
+        timeout=30,
+    )  # fmt: skip
+    assert direct.returncode != 0 and "unreachable" in direct.stderr.lower()
+    config = tmp_path / "daemon.yml"
+    config.write_text(
+        f"docker:\n  - url: agent://{netns.host_side}:{agent_port}\n    name: far\n"
+        f"    tls_ca: {certs / 'ca.pem'}\n    tls_cert: {certs / 'daemon.pem'}\n"
+        f"    tls_key: {certs / 'daemon-key.pem'}\n"
+    )
+    agent_log, daemon_log = tmp_path / "agent.log", tmp_path / "daemon.log"
+    with agent_log.open("wb") as out:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "godoxy_streams", "agent",
+             "--listen", f"{netns.host_side}:{agent_port}", "--namespace", ns,
+             "--tls-ca", str(certs / "ca.pem"), "--tls-cert", str(certs / "agent.pem"),
+             "--tls-key", str(certs / "agent-key.pem")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    with daemon_log.open("wb") as out:
+        daemon = subprocess.Popen(
+            ["ip", "netns", "exec", netns.name, sys.executable, "-m", "godoxy_streams", "run",
+             "--config", str(config), "--namespace", ns, "--api", "",
+             "--default-bind", netns.ns_side],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        eventually(
+            lambda: tcp_connectable(netns.ns_side, listen_port),
+            timeout=20,
+            what="the daemon in the namespace listening",
+        )
+        with socket.create_connection((netns.ns_side, listen_port), timeout=5) as s:
+            s.sendall(b"whoami\n")
+            data = b""
+            while not data.endswith(b"\n") and (chunk := s.recv(100)):
+                data += chunk
+        assert data == b"isolated\n", daemon_log.read_text()[-3000:]
+    finally:
+        for proc in (daemon, agent):
+            proc.send_signal(signal.SIGTERM)
+        codes = [daemon.wait(timeout=20), agent.wait(timeout=20)]
+    assert codes == [0, 0], daemon_log.read_text()[-3000:] + agent_log.read_text()[-3000:]
