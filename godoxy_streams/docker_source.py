@@ -124,7 +124,7 @@ class DockerSource:
                 QUERY_TIMEOUT,
             )
         except aiodocker.DockerError as exc:
-            if exc.status in (403, 404, 503):  # a filter that allows none of it; not a manager
+            if exc.status in (403, 404):  # a filter that allows none of it
                 return None
             raise _translate(exc, "listing Swarm services failed") from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

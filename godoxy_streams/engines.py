@@ -63,7 +63,11 @@ class EngineSettings(BaseModel):
             raise ValueError(f"Docker endpoint {self.url!r} names no host")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
-        if self.is_agent and self.tls_cert_dir is None and self.tls_cert is None:
+        if (
+            self.is_agent
+            and self.tls_cert_dir is None
+            and (self.tls_cert is None or self.tls_ca is None)
+        ):
             raise ValueError(
                 f"{self.url}: an agent needs a client certificate (tls_cert_dir, or tls_ca, "
                 "tls_cert and tls_key; `godoxy-streams agent certs` makes them)"

@@ -138,10 +138,12 @@ class RouteSpec(_Frozen):
         return self.load_balance or "round_robin"
 
     def listener_part(self) -> RouteSpec:
-        """This spec with its targets and origin blanked: two specs whose listener parts are
-        equal differ only in where they forward to, so a retarget serves."""
+        """This spec with its alias, targets and origin blanked: two specs whose listener parts
+        are equal differ only in name and where they forward to, so a retarget serves (a pool
+        whose first member leaves keeps its listener)."""
         return self.model_copy(
             update={
+                "alias": "",
                 "target_host": "",
                 "target_port": 0,
                 "origin": RouteOrigin(kind=self.origin.kind, name=""),
@@ -152,8 +154,8 @@ class RouteSpec(_Frozen):
     def pool_mismatch(self, other: RouteSpec) -> list[str]:
         """The settings in which ``other`` differs from this route, besides alias and target;
         routes may share one listener as a pool only when this is empty."""
-        mine = self.listener_part().model_dump(exclude={"alias", "origin"})
-        theirs = other.listener_part().model_dump(exclude={"alias", "origin"})
+        mine = self.listener_part().model_dump(exclude={"origin"})
+        theirs = other.listener_part().model_dump(exclude={"origin"})
         return sorted(name for name in mine if mine[name] != theirs[name])
 
     def pools_with(self, other: RouteSpec) -> bool:

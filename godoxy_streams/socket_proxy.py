@@ -67,21 +67,25 @@ def allowed(method: str, raw_target: str) -> tuple[bool, bool]:
     return True, match.group("inspect") is not None
 
 
-def _drop_env(holder: Any, *path: str) -> None:
-    for key in path:
-        holder = holder.get(key) if isinstance(holder, dict) else None
-    if isinstance(holder, dict):
-        holder.pop("Env", None)
+def _drop_env(node: Any) -> None:
+    """Remove ``Env`` from every ``Config`` and ``ContainerSpec`` object, at any depth (a
+    service's ``Spec`` and ``PreviousSpec``, a task's ``Spec``, a container's ``Config``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("Config", "ContainerSpec") and isinstance(value, dict):
+                value.pop("Env", None)
+            _drop_env(value)
+    elif isinstance(node, list):
+        for item in node:
+            _drop_env(item)
 
 
 def strip_env(body: bytes) -> bytes:
-    """A container inspect answer without ``Config.Env``, or a service or task list without
-    ``ContainerSpec.Env``; raises ``ValueError`` when it is not JSON."""
+    """A container inspect answer, or a service or task list, without environment variables
+    (``Config.Env``, ``ContainerSpec.Env`` wherever they appear); raises ``ValueError`` when
+    it is not JSON."""
     doc: Any = json.loads(body)
-    for item in doc if isinstance(doc, list) else [doc]:
-        _drop_env(item, "Config")
-        _drop_env(item, "Spec", "TaskTemplate", "ContainerSpec")  # a service
-        _drop_env(item, "Spec", "ContainerSpec")  # a task
+    _drop_env(doc)
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from godoxy_streams.agent.tunnel import Tunnel
     from godoxy_streams.streams.pool import Pool
 
-MonitorKey = tuple[RouteKey, str, tuple[str, int], HealthCheck]
+MonitorKey = tuple[RouteKey, str, tuple[str, int], HealthCheck, int]  # ..., id of the pool
 
 
 def member_key(member: Member) -> str:
@@ -49,7 +49,8 @@ class HealthChecks:
                 continue
             for member in spec.members:
                 if member.origin.health is None:
-                    wanted[(key, member_key(member), member.address, check)] = (spec, member, pool)
+                    mkey = (key, member_key(member), member.address, check, id(pool))
+                    wanted[mkey] = (spec, member, pool)
         for gone in [k for k in self._tasks if k not in wanted]:
             self._tasks.pop(gone).cancel()
         for mkey, (spec, member, pool) in wanted.items():
@@ -64,7 +65,7 @@ class HealthChecks:
 
     @staticmethod
     def _reporter(spec: RouteSpec, mkey: MonitorKey, pool: Pool) -> Callable[[HealthState], None]:
-        _, key, address, _ = mkey
+        _, key, address, _, _ = mkey
 
         def report(state: HealthState) -> None:
             pool.set_probe(key, state.up, None if state.up else state.last_error)

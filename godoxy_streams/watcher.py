@@ -17,7 +17,7 @@ from loguru import logger
 
 from godoxy_streams.docker_source import DockerSource, EngineEvent, own_container_id
 from godoxy_streams.engines import EngineSettings
-from godoxy_streams.errors import EngineError
+from godoxy_streams.errors import EngineError, EngineUnavailable
 from godoxy_streams.reconciler import Reconciler
 from godoxy_streams.settings import Settings
 
@@ -150,8 +150,18 @@ class Watcher:
     async def _sync_swarm(self, source: DockerSource) -> bool:
         """On a Swarm manager, the labelled services' tasks that should run (see ``swarm``);
         True while one of them is not running yet (the manager updates a task's state a
-        moment after its container starts, with no event of its own)."""
-        tasks = await source.swarm_tasks(self.settings.namespace)
+        moment after its container starts, with no event of its own). Not through an agent
+        (its tunnel reaches containers, not Swarm nodes). A manager that cannot answer now
+        (e.g. no leader during an election) keeps the last known tasks."""
+        if self._agent:
+            return False
+        try:
+            tasks = await source.swarm_tasks(self.settings.namespace)
+        except EngineError as exc:
+            if isinstance(exc, EngineUnavailable):
+                raise
+            logger.warning(f"Swarm services of {self.endpoint} unreadable now ({exc}); kept")
+            return True
         if tasks is not None or self._swarm:
             self._swarm = tasks is not None
             self.reconciler.replace_engine(self.engine + ":swarm", tasks or [])
@@ -184,13 +194,16 @@ class Watcher:
 
         loop = asyncio.get_running_loop()
 
+        settle_timer: asyncio.TimerHandle | None = None
+
         def settle() -> None:
-            nonlocal swarm_changed
+            nonlocal swarm_changed, settle_timer
+            settle_timer = None
             swarm_changed = True
             wake.set()
 
         async def flush() -> None:
-            nonlocal swarm_changed
+            nonlocal swarm_changed, settle_timer
             settling = 0
             while True:
                 await wake.wait()
@@ -199,9 +212,11 @@ class Watcher:
                 wake.clear()
                 if swarm_changed:
                     swarm_changed = False
-                    if await self._sync_swarm(source):  # look again, backing off
-                        loop.call_later(min(SWARM_SETTLE * 2**settling, 15.0), settle)
-                        settling += 1
+                    if await self._sync_swarm(source):  # look again (one timer), backing off
+                        if settle_timer is None:
+                            delay = min(SWARM_SETTLE * 2**settling, 15.0)
+                            settle_timer = loop.call_later(delay, settle)
+                            settling += 1
                     else:
                         settling = 0
                 ids = list(pending)
@@ -229,6 +244,8 @@ class Watcher:
                 task.result()
             raise EngineError("the event stream ended")
         finally:
+            if settle_timer is not None:
+                settle_timer.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -197,6 +197,8 @@ def test_strip_env_from_service_and_task_lists() -> None:
     assert json.loads(strip_env(json.dumps(tasks).encode())) == [
         {"Spec": {"ContainerSpec": {"Args": ["a"]}}}
     ]
+    updated = [{"PreviousSpec": {"TaskTemplate": {"ContainerSpec": {"Env": ["OLD=secret"]}}}}]
+    assert "secret" not in strip_env(json.dumps(updated).encode()).decode()
 
 
 # -- through the filter, against the real engine ----------------------------------------------

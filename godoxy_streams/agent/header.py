@@ -11,8 +11,9 @@ Layout (big-endian, ``HEADER_SIZE`` = 78 bytes):
     10  64 destination host (an IP literal or a name, ASCII), zero-padded
     74  4  CRC-32 (zlib) of bytes 0-73
 
-After a probe header the agent dials the destination, answers ``PROBE_OK`` when it could and
-closes; a refused header (or destination) is closed with no answer.
+After the header the agent dials the destination and answers ``PROBE_OK`` once connected
+(then relays, or closes after a probe header); a refused header or destination, or a failed
+dial, is closed with no answer.
 
 Pure: bytes in, a ``StreamHeader`` out, or ``HeaderError`` naming what is wrong.
 """

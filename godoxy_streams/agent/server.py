@@ -7,7 +7,8 @@ connection by its ALPN protocol.
 - ``godoxy-streams-stream/1``: one tunnelled TCP connection. The first ``HEADER_SIZE`` bytes
   are the stream header (``header``); a malformed one, a bad checksum, or a destination that no
   running container's labels publish closes the connection. Otherwise the agent dials the
-  destination and relays both ways; for a probe header it answers ``PROBE_OK`` and closes.
+  destination, answers ``PROBE_OK`` once it is connected, and relays both ways (for a probe
+  header it closes after the answer). A failed dial closes with no answer.
 """
 
 from __future__ import annotations
@@ -54,25 +55,28 @@ class Destinations:
         self.ctx = ParseContext(namespace=namespace)
         self.allowed: frozenset[tuple[str, int]] = frozenset()
         self._at = 0.0
-        self._lock = asyncio.Lock()
+        self._refreshing = asyncio.Lock()
 
     async def refresh(self) -> None:
-        async with self._lock:
-            source = DockerSource(self.engine)
-            try:
-                await source.connect()
-                infos = await source.list_containers()
-            finally:
-                await source.close()
-            pairs: set[tuple[str, int]] = set()
-            for info in infos:
-                if info.running:
-                    pairs.update(route.target for route in parse_container(info, self.ctx).routes)
-            self.allowed, self._at = frozenset(pairs), time.monotonic()
+        started = time.monotonic()
+        source = DockerSource(self.engine)
+        try:
+            await source.connect()
+            infos = await source.list_containers()
+        finally:
+            await source.close()
+        pairs: set[tuple[str, int]] = set()
+        for info in infos:
+            if info.running:
+                pairs.update(route.target for route in parse_container(info, self.ctx).routes)
+        self.allowed, self._at = frozenset(pairs), started
 
     async def permits(self, host: str, port: int) -> bool:
-        if time.monotonic() - self._at > ALLOWED_TTL or (host, port) not in self.allowed:
-            await self.refresh()
+        asked = time.monotonic()
+        if asked - self._at > ALLOWED_TTL or (host, port) not in self.allowed:
+            async with self._refreshing:  # one refresh serves everyone who waited for it
+                if self._at < asked:
+                    await self.refresh()
         return (host, port) in self.allowed
 
 
@@ -173,12 +177,15 @@ class AgentServer:
             except (OSError, TimeoutError) as exc:
                 logger.warning(f"tunnel to {header.host}:{header.port} failed: {exc!r}")
                 return
+            writer.write(PROBE_OK)  # the destination answered: the daemon may start relaying
             if header.probe:
                 up_w.close()
-                writer.write(PROBE_OK)
                 return
             self.tunnels += 1
             inbound = asyncio.ensure_future(_pump(reader, up_w))
+            # The daemon's end is a full close (no half-close over TLS): end the destination's
+            # connection too, so a destination that waits for more cannot hold the tunnel.
+            inbound.add_done_callback(lambda _: up_w.close())
             try:
                 # TLS cannot half-close here: when the destination has finished sending, the
                 # tunnel ends (its close reaches the daemon as the upstream's end).

@@ -18,7 +18,23 @@ from godoxy_streams.health import ProbeFailed
 
 
 class _Opening(asyncio.Protocol):
-    """Holds the transport between the handshake and the hand-over (no loop turn passes)."""
+    """Holds the transport until the agent's answer (``PROBE_OK``) has arrived: the hand-over
+    to the relay happens in the same loop turn, so no later byte can reach this protocol."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.get_running_loop().create_future()
+        self.data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= len(PROBE_OK) and not self.answer.done():
+            self.answer.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(
+                ConnectionRefusedError("the agent refused the destination or could not reach it")
+            )
 
 
 class Tunnel:
@@ -29,38 +45,42 @@ class Tunnel:
         self.context = context
         self.server_hostname = server_hostname or host
 
-    async def _open(self, header: StreamHeader) -> asyncio.Transport:
+    async def _open(self, header: StreamHeader) -> tuple[asyncio.Transport, _Opening]:
+        """Connect, send ``header``, wait for the agent's ``PROBE_OK``; a refusal or a failed
+        dial on the agent's side raises ``ConnectionRefusedError`` (so the relay fails over)."""
+        raw = header.encode()  # a host that cannot be encoded fails before connecting
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_connection(
+        transport, opening = await loop.create_connection(
             _Opening, self.host, self.port, ssl=self.context, server_hostname=self.server_hostname
         )
-        transport.write(header.encode())
-        return transport
+        try:
+            transport.write(raw)
+            await opening.answer
+            if opening.data[: len(PROBE_OK)] != PROBE_OK:
+                raise ConnectionRefusedError(f"unexpected answer from the agent {opening.data!r}")
+        except BaseException:
+            transport.abort()
+            raise
+        return transport, opening
 
     async def dial(
         self, factory: Callable[[], asyncio.Protocol], host: str, port: int
     ) -> tuple[asyncio.Transport, asyncio.Protocol]:
-        transport = await self._open(StreamHeader(host, port))
+        transport, opening = await self._open(StreamHeader(host, port))
         protocol = factory()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+        early = opening.data[len(PROBE_OK) :]
+        if early:  # the destination spoke first, in the same read as the answer
+            protocol.data_received(early)
         return transport, protocol
 
     async def probe(self, host: str, port: int, timeout: float) -> None:
         """Raise ``ProbeFailed`` unless the agent confirms it can reach (host, port)."""
-        reader = asyncio.StreamReader()
         try:
-            transport = await asyncio.wait_for(self._open(StreamHeader(host, port, True)), timeout)
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            raise ProbeFailed(f"agent {self.host}:{self.port}: {exc or 'timed out'}") from exc
-        protocol = asyncio.StreamReaderProtocol(reader)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        try:
-            answer = await asyncio.wait_for(reader.read(len(PROBE_OK)), timeout)
-        except (OSError, TimeoutError) as exc:
+            transport, _ = await asyncio.wait_for(
+                self._open(StreamHeader(host, port, True)), timeout
+            )
+        except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
             raise ProbeFailed(f"agent probe of {host}:{port}: {exc or 'timed out'}") from exc
-        finally:
-            transport.close()
-        if answer != PROBE_OK:
-            raise ProbeFailed(f"the agent refused or cannot reach {host}:{port}")
+        transport.close()

@@ -160,13 +160,34 @@ def test_tcp_through_the_tunnel(
     assert data == b"closer\n"
 
 
+def test_failover_through_the_tunnel(
+    daemon: Daemon, run_container: Any, ns: str, tmp_path: Path, agent: Agent
+) -> None:
+    port = free_port()
+    d = agent_daemon(daemon, tmp_path, agent)
+    labels = {
+        f"{ns}.aliases": "e",
+        f"{ns}.e.port": f"{port}:7",
+        f"{ns}.e.load_balance.mode": "round_robin",
+        f"{ns}.e.healthcheck.disable": "true",
+    }
+    run_container(labels=labels, command=["--tag", "live"])
+    run_container(labels=labels, command=["--tag", "deaf", "-t", "8"])
+    eventually(lambda: len((d.route("e") or {}).get("members", [])) == 2, what="two members")
+    # The agent cannot reach the deaf member: the daemon learns it at once and fails over.
+    assert {whoami_line(port) for _ in range(6)} == {"live"}
+    members = {m["container"]: m for m in d.route("e")["members"]}  # type: ignore[index]
+    assert sum(m["failures"] for m in members.values()) >= 1
+
+
 def test_refusals(run_container: Any, ns: str, agent: Agent) -> None:
     box = run_container(
         labels={f"{ns}.aliases": "e", f"{ns}.e.port": f"{free_port()}:7"}, command=["--tag", "t"]
     )
     ip = container_ip(box)
     good = StreamHeader(ip, 7).encode()
-    assert agent.stream(good, b"whoami\n", until=b"t\n") == b"t\n"
+    # The agent answers PROBE_OK once connected, then relays.
+    assert agent.stream(good, b"whoami\n", until=PROBE_OK + b"t\n") == PROBE_OK + b"t\n"
     assert agent.stream(StreamHeader(ip, 7, probe=True).encode()) == PROBE_OK
     corrupted = bytearray(good)
     corrupted[20] ^= 0x01

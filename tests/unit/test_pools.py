@@ -128,3 +128,13 @@ def test_single_route_members_is_its_own_target() -> None:
 
 def test_origin_health_defaults_to_none() -> None:
     assert RouteOrigin(kind="docker", name="x").health is None
+
+
+def test_the_first_member_leaving_keeps_the_listener_even_with_another_alias() -> None:
+    a = route("web1", container="a", created=1, load_balance="round_robin")
+    b = route("web2", container="b", created=2, target=("10.0.0.3", 22), load_balance="round_robin")
+    running = build_desired([a, b]).routes
+    left = build_desired([b], holders=running.values()).routes
+    plan = make_plan(left, running)
+    assert not plan.start and not plan.stop and len(plan.retarget) == 1
+    assert plan.retarget[0].alias == "web2"
