@@ -160,6 +160,25 @@ class SessionOpener(PooledStream):
         stats.total += 1
         return session
 
+    def balancing_changed(self) -> None:
+        """Sessions sent to a pool member that left or is out end now: a client that keeps
+        sending (so never expires) moves to an available member with its next datagram."""
+        pool = self.pool
+        if pool is None or not self.sessions:
+            return
+        now = time.monotonic()
+        members = pool.members
+        gone = [
+            addr
+            for addr, s in self.sessions.items()
+            if s.member is not None and (s.member not in members or not s.member.available(now))
+        ]
+        for addr in gone:
+            session = self.sessions.pop(addr)
+            session.close()
+            self.stats.active -= 1
+            self.session_ended(session, "shutdown")
+
     def session_ended(self, session: Session, outcome: Outcome) -> None:
         """An admitted session ended (expired, or the stream closed): release its admission
         slot, and hand its record to ``on_close``."""

@@ -192,3 +192,22 @@ async def test_udp_sessions_are_spread_and_counted_per_member() -> None:
                 client.close()
         finally:
             await stream.close()
+
+
+async def test_udp_sessions_move_off_a_member_that_goes_down() -> None:
+    async with udp_echo(tag=b"u0:") as a, udp_echo(tag=b"u1:") as b:
+        stream = UDPStream((LOCAL, 0), a, options=StreamOptions(udp_timeout=60))
+        pool = stream.set_pool(members(a, b))
+        await stream.serve()
+        try:
+            client = udp_client(stream.local_addr)
+            client.send(b"p")
+            first = (await recv_datagram(client))[0]
+            holder = 0 if first.startswith(b"u0:") else 1
+            pool.set_probe(pool.members[holder].key, False, "down")
+            assert pool.members[holder].active == 0 and stream.stats.active == 0
+            client.send(b"q")
+            assert (await recv_datagram(client))[0] == f"u{1 - holder}:q".encode()
+            client.close()
+        finally:
+            await stream.close()
