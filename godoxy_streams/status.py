@@ -29,6 +29,9 @@ def route_rows(reconciler: Reconciler) -> list[dict[str, Any]]:
         pool = route.stream.pool
         if pool is not None:
             row["members"] = pool.view()
+            if len(pool.members) == 1 and not route.stream.balancing:
+                # a lone healthy member is served by the plain relay, which counts per route
+                row["members"][0].update(active=stats.active, total=stats.total)
         row.update(
             listen_port=route.bound_port,
             state="running" if route.healthy else "unhealthy",
