@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT),
         help=(
             f"comma-separated proxies (default {','.join(DEFAULT)}; "
-            "ours-pool3 runs in connrate only; also: nginx-256k, ours-guarded, pyref)"
+            "ours-pool3 runs in connrate only, ours-agent in bulk1, bulk8, rtt, connrate; "
+            "also: nginx-256k, ours-guarded, pyref)"
         ),
     )
     p.add_argument("--subject", default="ours", help="proxy whose ratios are printed (ours)")
@@ -221,11 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(rows, scenarios)
     shown = [p for p in proxy_names if p not in skipped]
-    variants: dict[str, str] = {}  # variant -> its baseline, both shown: a ratio row each
-    for name in shown:
-        base = ALL[name].baseline
-        if base is not None and base in shown:
-            variants[name] = base
+    # (variant, baseline) pairs, both shown: a "variant/baseline" ratio row each
+    variants = [(name, base) for name in shown for base in ALL[name].baselines if base in shown]
     table = render(summary, rows, scenarios, shown, args.subject, REFS, args.rounds, variants)
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -236,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "proxies": shown,
         "skipped": skipped,
         "subject": args.subject,
-        "variants": variants,
+        "variants": [list(pair) for pair in variants],
         "interrupted": interrupted,
         "crashed": crashed,
         "machine": {
@@ -254,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             "CPU = utime+stime of the proxy's process tree over the measured window",
             "direct = client to backend with no proxy: the loopback headroom",
             "ours-pool3 = ours with the echo route as a 3-member round-robin pool (connrate)",
+            "ours-agent = ours with its TCP routes through the agent's mutual-TLS tunnel; "
+            "CPU and RSS of daemon + agent summed",
         ],
     }
     print("\n" + "=" * 100)

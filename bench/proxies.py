@@ -1,5 +1,6 @@
 """The proxies under test: direct loopback, HAProxy (16 KiB and 256 KiB buffers), nginx, ours,
-and variants of ours (a 3-member pool; opt-in: ACL + PROXY protocol).
+and variants of ours (a 3-member pool; through the agent's tunnel; opt-in: ACL + PROXY
+protocol).
 
 Each proxy is started fresh for every (round, scenario) pair and stopped right after it,
 so every measurement starts from a cold, empty process (the RSS figure in particular).
@@ -8,6 +9,7 @@ so every measurement starts from a cold, empty process (the RSS figure in partic
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ REPO = HERE.parent
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 HOST = "127.0.0.1"
 START_DEADLINE_S = 20.0
+DAEMON_GRACE_S = 1.0  # ours-agent: SIGTERM to SIGKILL of its daemon (see OursAgent.stop)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Proxy:
     udp = True  # can it forward UDP?
     measured = True  # has a process of its own whose CPU and RSS we read
     scenarios: frozenset[str] | None = None  # measured only in these (None: in every one)
-    baseline: str | None = None  # a variant of this proxy: a "name/baseline" ratio row
+    baselines: tuple[str, ...] = ()  # a "name/baseline" ratio row for each one that ran
     pool_size = 1  # upstream members behind the echo listener
 
     def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
@@ -279,13 +282,133 @@ class OursPool3(Ours):
     description = "ours with the echo route as a 3-member round-robin pool (connrate only)"
     routes_template = "routes-pool3.yml"
     scenarios = frozenset({"connrate"})
-    baseline = "ours"
+    baselines = ("ours",)
     pool_size = 3
 
     def unavailable(self) -> str | None:
         if len(self.backend.more_echo) < self.pool_size - 1:
             return f"the backend serves {1 + len(self.backend.more_echo)} echo ports, not 3"
         return super().unavailable()
+
+
+class OursAgent(Ours):
+    """The same daemon and TCP routes as ``ours``, but its routes dial through an agent's
+    tunnel (mutual TLS, ALPN ``godoxy-streams-stream/1``, the 78-byte header, then raw
+    bytes) to a second process, the agent, which dials the backend: two processes of the
+    package's real code (``bench/agentpair.py``), both measured (CPU and RSS are summed).
+
+    The agent's allow-list is fixed to the backend's ports (there is no container to read
+    labels from). It listens on this proxy's UDP listen port number, over TCP: ``ours-agent``
+    forwards no UDP (the agent offers none yet), so that reserved port is free."""
+
+    name = "ours-agent"
+    description = "ours with its TCP routes through the agent's mutual-TLS tunnel (2 processes)"
+    routes_template = "routes-agent.yml"
+    udp = False
+    # Not idle: its 5,000 simultaneous connects are 5,000 TLS handshakes at once, and many
+    # outlast the daemon's 5 s dial timeout, so the figure would be of a partial set.
+    scenarios = frozenset({"bulk1", "bulk8", "rtt", "connrate"})
+    baselines = ("ours", "direct")
+
+    def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
+        super().__init__(listen, backend, workdir)
+        self.agent_port = listen.udp
+        self.certs = workdir / "conf" / "agent-certs"
+        self.agent: subprocess.Popen[bytes] | None = None
+        self._certs_made = False
+
+    def unavailable(self) -> str | None:
+        try:
+            from godoxy_streams.agent import server, tunnel  # noqa: F401
+        except ImportError as exc:
+            return f"the agent is not importable: {exc}"
+        return super().unavailable()
+
+    def _make_certs(self) -> None:
+        """A fresh CA, agent and daemon certificate once per bench run."""
+        if self._certs_made:
+            return
+        from godoxy_streams.agent.certs import create_certs
+
+        shutil.rmtree(self.certs, ignore_errors=True)
+        create_certs(self.certs, [HOST])
+        self._certs_made = True
+
+    def _helper(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "bench.agentpair", *args, "--certs", str(self.certs)]
+
+    def agent_argv(self) -> list[str]:
+        allow = [f"{HOST}:{self.backend.bulk}", f"{HOST}:{self.backend.echo}"]
+        return self._helper(
+            "agent",
+            "--listen",
+            f"{HOST}:{self.agent_port}",
+            *[arg for addr in allow for arg in ("--allow", addr)],
+        )
+
+    def argv(self) -> list[str]:
+        run_args = super().argv()[2:]  # ours' `run ...` arguments, routes file included
+        return [*self._helper("daemon", "--agent", f"{HOST}:{self.agent_port}"), "--", *run_args]
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "conf").mkdir(parents=True, exist_ok=True)
+        self._make_certs()
+        argv = self.agent_argv()
+        with open(self.log, "a") as f:
+            f.write(f"\n=== start agent: {' '.join(argv)}\n")
+        self.agent = procs.spawn(argv, log=self.log, cwd=REPO)
+        try:
+            if not procs.wait_until(self._agent_ready, START_DEADLINE_S, interval=0.05):
+                raise ProxyStartError(self._failure(f"agent not ready after {START_DEADLINE_S:g}s"))
+            super().start()  # the daemon; ready once an echo crosses the tunnel
+            self.pids = procs.tree_pids(self.agent.pid) + self.pids
+        except BaseException:
+            self.stop()
+            raise
+
+    def _agent_ready(self) -> bool:
+        assert self.agent is not None
+        if self.agent.poll() is not None:
+            raise ProxyStartError(self._failure(f"agent exited with {self.agent.returncode}"))
+        return procs.tcp_accepts(HOST, self.agent_port)
+
+    def _ready(self) -> bool:
+        assert self.agent is not None
+        if self.agent.poll() is not None:
+            raise ProxyStartError(self._failure(f"agent exited with {self.agent.returncode}"))
+        return super()._ready() and _echoes(HOST, self.listen.echo)
+
+    def stop(self) -> None:
+        # The daemon first, so its tunnels end before the agent does. A tunnel cannot pass a
+        # client's FIN on (docs/agent-protocol.md 3.6): connections whose client has closed
+        # stay open against the backend (which waits for that FIN), and the daemon would
+        # drain them for its full 5 s on SIGTERM (a second SIGTERM does not cut that drain
+        # short either). The measurement is over: give it DAEMON_GRACE_S, then SIGKILL.
+        if self.proc is not None:
+            procs.stop(self.proc, grace=DAEMON_GRACE_S)
+            self.proc = None
+        super().stop()
+        if self.agent is not None:
+            procs.stop(self.agent)
+            self.agent = None
+
+
+def _echoes(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a few bytes sent to an echo route come back (the whole path is up)."""
+    probe = b"ready?"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(probe)
+            got = b""
+            while len(got) < len(probe):
+                chunk = s.recv(64)
+                if not chunk:
+                    return False
+                got += chunk
+            return got == probe
+    except OSError:
+        return False
 
 
 class PyRef(Proxy):
@@ -303,7 +426,18 @@ class PyRef(Proxy):
 
 ALL: dict[str, type[Proxy]] = {
     cls.name: cls
-    for cls in (Direct, HAProxy, HAProxy256k, Nginx, Nginx256k, Ours, OursPool3, OursGuarded, PyRef)
+    for cls in (
+        Direct,
+        HAProxy,
+        HAProxy256k,
+        Nginx,
+        Nginx256k,
+        Ours,
+        OursPool3,
+        OursAgent,
+        OursGuarded,
+        PyRef,
+    )
 }
-DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours", "ours-pool3"]
+DEFAULT = ["direct", "haproxy", "haproxy-256k", "nginx", "ours", "ours-pool3", "ours-agent"]
 POOL_PORTS = 2  # echo ports the backend serves besides its own: members 2 and 3 of ours-pool3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from bench.scenarios import Metric, Scenario
@@ -70,10 +71,10 @@ def render(
     subject: str,
     refs: list[str],
     rounds: int,
-    variants: dict[str, str] | None = None,
+    variants: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """``variants``: proxy -> the proxy it is a variant of; each gets a "variant/base" ratio
-    row under the subject's (e.g. ours-pool3/ours)."""
+    """``variants``: (proxy, a proxy it is compared with) pairs; each gets a "variant/base"
+    ratio row under the subject's (e.g. ours-pool3/ours, ours-agent/direct)."""
     lines: list[str] = []
     for sc in scenarios:
         data = summary.get(sc.name, {})
@@ -90,7 +91,7 @@ def render(
                 continue
             table.append([p] + [_cell(m, data[p].get(m.key), rounds) for m in sc.metrics])
         pairs = [(subject, ref) for ref in refs if ref != subject]
-        pairs += list((variants or {}).items())
+        pairs += [pair for pair in variants if pair not in pairs]
         for a_name, b_name in pairs:
             if a_name not in data or b_name not in data:
                 continue

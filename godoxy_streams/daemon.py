@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -100,9 +101,7 @@ class Daemon:
         await asyncio.wait({drain, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not drain.done():
             logger.warning("second signal: cutting live connections")
-            await self.manager.close_all(kill=True)
-            for stream_close in list(self.manager._closing):
-                stream_close.cancel()
+            await self.manager.cut_all()
             await asyncio.gather(drain, return_exceptions=True)
         stopper.cancel()
         logger.info("stopped")
@@ -180,13 +179,20 @@ class Daemon:
         logger.info(f"status API on http://{host}:{self.api_port}")
 
 
-def run_daemon(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; the exit code of ``godoxy-streams run``."""
+def run_daemon(settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the exit code of ``godoxy-streams run``. ``tunnels`` adds
+    agent tunnels by engine name (beyond those of ``agent://`` engines)."""
     from godoxy_streams.loops import run
 
     setup_logging(settings.log)
+
+    async def serve() -> None:
+        daemon = Daemon(settings)
+        daemon.manager.tunnels.update(tunnels or {})
+        await daemon.serve()
+
     try:
-        run(Daemon(settings).serve())
+        run(serve())
     except ConfigError as exc:
         logger.error(str(exc))
         return 2

@@ -71,6 +71,7 @@ class StreamManager:
         self.running: dict[RouteKey, RunningRoute] = {}
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._closing_streams: dict[asyncio.Task[None], Stream] = {}
         acl = settings.acl
         self._global_acl = Acl(acl.allow, acl.deny) if acl.allow or acl.deny else None
         trusted = settings.proxy_protocol_trusted
@@ -199,7 +200,14 @@ class StreamManager:
     def _close_in_background(self, stream: Stream, **kwargs: object) -> None:
         task = asyncio.create_task(stream.close(**kwargs), name=f"close {stream.local_addr}")  # type: ignore[arg-type]
         self._closing.add(task)
+        self._closing_streams[task] = stream
         task.add_done_callback(self._closing.discard)
+        task.add_done_callback(self._closing_streams.pop)
+
+    async def cut_all(self) -> None:
+        """End every drain now: kill the live connections of every closing stream."""
+        streams = list(self._closing_streams.values())
+        await asyncio.gather(*(s.close(on_stop="kill", grace=0) for s in streams))
 
     async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
         """Stop every listener at once, then drain (per route policy, at most ``grace``)."""

@@ -113,7 +113,10 @@ def test_sigterm_closes_listeners_and_drains_live_connections(
 def test_second_signal_cuts_live_connections(tmp_path: Path, upstreams: tuple[int, int]) -> None:
     port = free_port()
     routes = tmp_path / "routes.yml"
-    routes.write_text(routes_yaml(a=(port, upstreams[0])))
+    routes.write_text(
+        f"routes:\n  a: {{scheme: tcp, bind: {LOCAL}, port: '{port}:{upstreams[0]}', "
+        "drain_timeout: 60s}\n"
+    )  # a drain far longer than the wait below: only the cut can end it in time
     d = static_daemon(tmp_path, routes)
     assert d.proc is not None
     with socket.create_connection((LOCAL, port), timeout=5) as live:

@@ -86,7 +86,8 @@ class AgentServer:
         self.context = context
         self.destinations = Destinations(engine, namespace)
         self.proxy = SocketProxy(engine)
-        self.tunnels = 0
+        self.tunnels = 0  # relayed since start
+        self.open = 0  # relaying now
         self.refused = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: web.Server | None = None
@@ -151,7 +152,8 @@ class AgentServer:
             return web.json_response(
                 {"status": "engine unreachable", "error": str(exc)}, status=503
             )
-        return web.json_response({"status": "ok", "tunnels": self.tunnels, "refused": self.refused})
+        counts = {"tunnels": self.tunnels, "open": self.open, "refused": self.refused}
+        return web.json_response({"status": "ok", **counts})
 
     # -- tunnels -----------------------------------------------------------------------------
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -182,6 +184,7 @@ class AgentServer:
                 up_w.close()
                 return
             self.tunnels += 1
+            self.open += 1
             inbound = asyncio.ensure_future(_pump(reader, up_w))
             # The daemon's end is a full close (no half-close over TLS): end the destination's
             # connection too, so a destination that waits for more cannot hold the tunnel.
@@ -191,6 +194,7 @@ class AgentServer:
                 # tunnel ends (its close reaches the daemon as the upstream's end).
                 await _pump(up_r, writer)
             finally:
+                self.open -= 1
                 inbound.cancel()
                 up_w.close()
         finally:
@@ -236,12 +240,19 @@ class _Dispatch(asyncio.Protocol):
 
 
 async def serve_agent(
-    host: str, port: int, engine: str, namespace: str, context: ssl.SSLContext
+    host: str,
+    port: int,
+    engine: str,
+    namespace: str,
+    context: ssl.SSLContext,
+    destinations: Destinations | None = None,
 ) -> None:
-    """Run the agent until SIGTERM or SIGINT."""
+    """Run the agent until SIGTERM or SIGINT (``destinations``: another allow-list)."""
     import signal
 
     server = AgentServer(engine, namespace, context)
+    if destinations is not None:
+        server.destinations = destinations
     await server.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,8 +9,9 @@ connection never buffers more than about ``HIGH_WATER`` plus one read per direct
 
 Half-close: a FIN from either side becomes ``write_eof()`` on the other; the connection is
 closed when both directions are done. An upstream that cannot half-close (TLS, e.g. an agent
-tunnel) keeps the client's FIN to itself; the agent ends such a tunnel when its destination
-has finished sending.
+tunnel) is closed when the client's FIN arrives (a full close and a half-close look the same
+here, and waiting would hold both ends forever); the agent ends such a tunnel when its
+destination has finished sending.
 A reset (or any error) on one side aborts the other with ``SO_LINGER 0``, so the peer sees a
 reset too.
 
@@ -197,6 +198,8 @@ class Conn(asyncio.Protocol):
         if ut is not None:
             if ut.can_write_eof():
                 ut.write_eof()
+            else:
+                ut.close()  # no half-close (TLS): end it, or it would wait forever
             if self.eof_out:
                 self.finish()
         return True
@@ -245,8 +248,11 @@ class Conn(asyncio.Protocol):
             self.stream.stats.bytes_in += len(data)
             if self.up is not None and not self.up.paused and not self.eof_in:
                 self.transport.resume_reading()
-        if self.eof_in and ut.can_write_eof():
-            ut.write_eof()
+        if self.eof_in:
+            if ut.can_write_eof():
+                ut.write_eof()
+            else:
+                ut.close()
 
     def upstream_eof(self) -> bool:
         self.eof_out = True

@@ -139,6 +139,8 @@ def test_tcp_through_the_tunnel(
     assert route is not None and route["engine"] == "far"
     assert (route["target_host"], route["target_port"]) == (container_ip(box), 7)
     assert agent.api("/agent/health")["tunnels"] >= 1
+    # A client's close ends the tunnel and the agent's connection to the container.
+    eventually(lambda: agent.api("/agent/health")["open"] == 0, what="no tunnel left open")
     (error,) = [e for e in d.routes()["errors"] if e["alias"] == "u"]
     assert "cannot carry UDP" in error["message"]
     # The engine view through the agent carries no environment.
