@@ -7,6 +7,7 @@ inspect endpoint's documents are accepted.
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ class ContainerInfo:
     image: str = ""
     engine: str = "local"
     node_address: str | None = None  # a Swarm task: dial this node at published ports
+    stop_signal: int | None = None  # the image's StopSignal when not SIGTERM (inspect only)
 
     @property
     def running(self) -> bool:
@@ -121,7 +123,24 @@ def from_inspect(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerI
         ports=tuple(_port_facts(config.get("ExposedPorts"), settings.get("Ports"))),
         image=str(config.get("Image") or raw.get("Image") or ""),
         engine=engine,
+        stop_signal=signal_number(config.get("StopSignal")),
     )
+
+
+def signal_number(text: object) -> int | None:
+    """A signal's number from Docker's spelling ("SIGQUIT", "QUIT", "3"); None if unknown or
+    SIGTERM (the default)."""
+    name = str(text or "").strip().upper()
+    if not name:
+        return None
+    if name.isdigit():
+        number = int(name)
+    else:
+        try:
+            number = signal.Signals[name if name.startswith("SIG") else "SIG" + name].value
+        except KeyError:
+            return None
+    return None if number == signal.SIGTERM else number
 
 
 def from_list_entry(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerInfo:

@@ -8,13 +8,14 @@ so a missed event heals on the next pass. Changes during a pass fold into one mo
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
-from godoxy_streams.containers import ContainerInfo
+from godoxy_streams.containers import ContainerInfo, signal_number
 from godoxy_streams.desired import Conflict, build_desired, identity
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
@@ -123,6 +124,15 @@ class Reconciler:
                 replace(entry.info, state=state), entry.result
             )
             self.mark_dirty()
+
+    def signalled(self, engine: str, container_id: str, sent: str) -> None:
+        """A ``kill`` event: SIGKILL, or the container's stop signal (SIGTERM unless its image
+        says otherwise), means it is stopping."""
+        entry = self.containers.get((engine, container_id))
+        stop = entry.info.stop_signal if entry is not None else None
+        number = signal_number(sent)  # None for SIGTERM
+        if number == stop or number == signal.SIGKILL:
+            self.set_stopping(engine, container_id)
 
     def set_stopping(self, engine: str, container_id: str) -> None:
         """The container was sent SIGTERM or SIGKILL: no new connections go to it from now

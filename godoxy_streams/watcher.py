@@ -23,7 +23,6 @@ from godoxy_streams.settings import Settings
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 SWARM_SETTLE = 0.25  # first pause before another look at Swarm tasks that are starting
-STOP_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL")  # a kill with these: the container stops
 STOPPING = {"die": "exited", "pause": "paused", "destroy": "removed"}
 
 
@@ -185,8 +184,8 @@ class Watcher:
                     self.reconciler.set_state(
                         self.engine, event.container_id, STOPPING[event.action]
                     )
-                elif event.kind == "container" and event.signal in STOP_SIGNALS:
-                    self.reconciler.set_stopping(self.engine, event.container_id)
+                elif event.kind == "container" and event.signal:
+                    self.reconciler.signalled(self.engine, event.container_id, event.signal)
                 elif event.kind == "container" and event.action in ("start", "unpause"):
                     self.reconciler.clear_stopping(self.engine, event.container_id)
                 pending.add(event.container_id)

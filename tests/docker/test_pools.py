@@ -230,3 +230,20 @@ def test_udp_probe_with_send_and_expect(daemon: Daemon, run_container: Any, ns: 
     member = next(m for m in members_of(d, "dns") if m["container"] == bad.name)
     assert member["state"] == "down" and "unexpected reply" in member["last_error"]
     assert {whoami_udp(LOCAL, port) for _ in range(6)} == {"good"}
+
+
+def test_the_images_own_stop_signal_takes_a_member_out(
+    daemon: Daemon, run_container: Any, ns: str
+) -> None:
+    port = free_port()
+    d = daemon()
+    labels = pool_labels(ns, port, "round_robin")
+    plain = run_container(labels=labels, command=["--tag", "plain"])
+    quits = run_container(labels=labels, command=["--tag", "quits"], stop_signal="SIGUSR1")
+    eventually(lambda: len(healthy_members(d, "echo")) == 2, what="two members")
+    plain.kill(signal="SIGUSR1")  # not its stop signal (and ignored by PID 1): it stays
+    quits.kill(signal="SIGUSR1")  # its stop signal: out at once, although it keeps running
+    eventually(lambda: healthy_members(d, "echo") == {plain.name}, what="only plain left")
+    quits.reload()
+    assert quits.status == "running"
+    assert {whoami_tcp(LOCAL, port) for _ in range(6)} == {"plain"}

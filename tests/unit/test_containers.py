@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from godoxy_streams.containers import PortFact, from_inspect, from_list_entry
+import pytest
+
+from godoxy_streams.containers import PortFact, from_inspect, from_list_entry, signal_number
 
 INSPECT = {
     "Id": "abc123",
@@ -69,3 +71,18 @@ def test_from_list_entry() -> None:
     assert (info.name, info.health, info.created) == ("db", "healthy", 1795537122.0)
     assert info.ports == (PortFact(5432, "tcp", 15432),)
     assert info.networks == {"bridge": "172.17.0.4"}
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("SIGQUIT", 3), ("QUIT", 3), ("sigint", 2), ("3", 3), ("SIGTERM", None), ("15", None),
+     ("", None), (None, None), ("SIGNOPE", None)],
+)  # fmt: skip
+def test_stop_signal_spellings(text: object, number: int | None) -> None:
+    assert signal_number(text) == number
+
+
+def test_inspect_reads_the_stop_signal() -> None:
+    info = from_inspect({"Id": "x", "Name": "/n", "Config": {"StopSignal": "SIGQUIT"}})
+    assert info.stop_signal == 3
+    assert from_inspect({"Id": "x", "Name": "/n", "Config": {}}).stop_signal is None
