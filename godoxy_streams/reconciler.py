@@ -135,13 +135,24 @@ class Reconciler:
             self.set_stopping(engine, container_id)
 
     def set_stopping(self, engine: str, container_id: str) -> None:
-        """The container was sent SIGTERM or SIGKILL: no new connections go to it from now
-        (its live ones drain) even while it still runs, until it dies, starts again, or
-        ``STOP_GRACE`` passes."""
+        """The container was sent its stop signal or SIGKILL: no new connections go to it
+        from now (its live ones drain) even while it still runs, until it dies, starts
+        again, or ``STOP_GRACE`` passes (then it serves again if it still runs)."""
         if len(self._stopping) >= NOTED_MAX:
             self._stopping.clear()
-        self._stopping[(engine, container_id)] = time.monotonic()
+        key = (engine, container_id)
+        self._stopping[key] = told = time.monotonic()
         self.set_state(engine, container_id, "stopping")
+        asyncio.get_running_loop().call_later(STOP_GRACE, self._grace_over, key, told)
+
+    def _grace_over(self, key: EngineKey, told: float) -> None:
+        if self._stopping.get(key) != told:
+            return  # it died, started again, or was told to stop once more
+        del self._stopping[key]
+        entry = self.containers.get(key)
+        if entry is not None and entry.info.state == "stopping":
+            logger.info(f"container {entry.info.name} still runs {STOP_GRACE:g}s after its stop")
+            self.set_state(key[0], key[1], "running")
 
     def clear_stopping(self, engine: str, container_id: str) -> None:
         self._stopping.pop((engine, container_id), None)
