@@ -48,6 +48,15 @@ def reset(transport: asyncio.BaseTransport) -> None:
     transport.abort()  # type: ignore[attr-defined]
 
 
+def end_writing(ut: asyncio.Transport) -> None:
+    """Pass the client's FIN on; an upstream that cannot half-close (TLS) is closed instead,
+    or it would wait forever."""
+    if ut.can_write_eof():
+        ut.write_eof()
+    else:
+        ut.close()
+
+
 class Upstream(asyncio.Protocol):
     """The dialled side of a connection; its own protocol factory (``__call__``)."""
 
@@ -141,12 +150,7 @@ class Conn(asyncio.Protocol):
         stream = self.stream
         loop = stream.loop
         up = self.up = self.upstream_cls(self, target)
-        dialer = stream.options.dialer
-        task = self.dialing = loop.create_task(
-            loop.create_connection(up, target[0], target[1])
-            if dialer is None
-            else dialer(up, target[0], target[1])
-        )
+        task = self.dialing = loop.create_task(stream.connect(up, target[0], target[1]))
         task.add_done_callback(self.dialed)
         self.timer = loop.call_later(stream.options.dial_timeout, self.dial_timed_out)
 
@@ -196,10 +200,7 @@ class Conn(asyncio.Protocol):
         self.eof_in = True
         ut = self.ut
         if ut is not None:
-            if ut.can_write_eof():
-                ut.write_eof()
-            else:
-                ut.close()  # no half-close (TLS): end it, or it would wait forever
+            end_writing(ut)
             if self.eof_out:
                 self.finish()
         return True
@@ -249,10 +250,7 @@ class Conn(asyncio.Protocol):
             if self.up is not None and not self.up.paused and not self.eof_in:
                 self.transport.resume_reading()
         if self.eof_in:
-            if ut.can_write_eof():
-                ut.write_eof()
-            else:
-                ut.close()
+            end_writing(ut)
 
     def upstream_eof(self) -> bool:
         self.eof_out = True

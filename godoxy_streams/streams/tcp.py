@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from loguru import logger
 
@@ -24,6 +24,7 @@ from godoxy_streams.streams.common import (
     DEFAULT_OPTIONS,
     Address,
     ConnContext,
+    Dialer,
     Hook,
     OnClose,
     StreamOptions,
@@ -62,6 +63,7 @@ class TCPStream(PooledStream):
         self.admitted = 0  # admitted live connections (guarded streams only)
         self.need_peer = False  # whether guarded connections look up their peer
         self.refusals: RefusalLog
+        self.connect: Dialer  # how upstream connections are made (chosen at ``serve``)
         self.conn_cls: type[Conn] = Conn
         self._plain_cls: type[Conn] = Conn
         self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
@@ -88,6 +90,7 @@ class TCPStream(PooledStream):
         if self._server is not None:
             raise RuntimeError("stream is already serving")
         self.loop = asyncio.get_running_loop()
+        self.connect = self.options.dialer or cast(Dialer, self.loop.create_connection)
         self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
         host, port, family = await resolve_bind("tcp", *self.listen)
         sock = listen_socket("tcp", host, port, family)

@@ -5,6 +5,7 @@ corrupted header, a destination no label publishes; UDP routes are errors (not o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -30,6 +31,7 @@ LOCAL = "127.0.0.1"
 
 @dataclass
 class Agent:
+    host: str
     port: int
     certs: Path
     log: Path
@@ -40,8 +42,8 @@ class Agent:
         return client_context(c / "ca.pem", c / "daemon.pem", c / "daemon-key.pem", [alpn])
 
     def tls(self, alpn: str) -> ssl.SSLSocket:
-        raw = socket.create_connection((LOCAL, self.port), timeout=5)
-        return self.context(alpn).wrap_socket(raw, server_hostname=LOCAL)
+        raw = socket.create_connection((self.host, self.port), timeout=5)
+        return self.context(alpn).wrap_socket(raw, server_hostname=self.host)
 
     def api(self, path: str) -> Any:
         with self.tls(ALPN_HTTP) as s:
@@ -67,12 +69,14 @@ class Agent:
             return data
 
 
-@pytest.fixture
-def agent(tmp_path: Path, ns: str) -> Iterator[Agent]:
+@contextlib.contextmanager
+def running_agent(tmp_path: Path, ns: str, host: str = LOCAL) -> Iterator[Agent]:
+    """``agent certs`` for ``host``, then ``godoxy-streams agent`` listening there; stopped
+    with SIGTERM (and asserted to exit 0) at the end."""
     certs = tmp_path / "certs"
     made = subprocess.run(
         [sys.executable, "-m", "godoxy_streams", "agent", "certs", "--out", str(certs),
-         "--name", LOCAL],
+         "--name", host],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
@@ -82,23 +86,29 @@ def agent(tmp_path: Path, ns: str) -> Iterator[Agent]:
     log = tmp_path / "agent.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "godoxy_streams", "agent", "--listen", f"{LOCAL}:{port}",
+            [sys.executable, "-m", "godoxy_streams", "agent", "--listen", f"{host}:{port}",
              "--namespace", ns, "--tls-ca", str(certs / "ca.pem"),
              "--tls-cert", str(certs / "agent.pem"), "--tls-key", str(certs / "agent-key.pem")],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        eventually(lambda: tcp_connectable(LOCAL, port), what="agent listening")
-        yield Agent(port, certs, log, proc)
+        eventually(lambda: tcp_connectable(host, port), what="agent listening")
+        yield Agent(host, port, certs, log, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()
 
 
-def whoami_line(port: int) -> str:
+@pytest.fixture
+def agent(tmp_path: Path, ns: str) -> Iterator[Agent]:
+    with running_agent(tmp_path, ns) as started:
+        yield started
+
+
+def whoami_line(port: int, host: str = LOCAL) -> str:
     """The echo server's tag, read as one line with the connection kept open both ways (a
     client's half-close does not cross the tunnel: TLS has none)."""
-    with socket.create_connection((LOCAL, port), timeout=5) as s:
+    with socket.create_connection((host, port), timeout=5) as s:
         s.sendall(b"whoami\n")
         data = b""
         while not data.endswith(b"\n") and (chunk := s.recv(100)):
@@ -106,14 +116,19 @@ def whoami_line(port: int) -> str:
     return data.decode().rstrip("\n")
 
 
-def agent_daemon(daemon: Daemon, tmp_path: Path, agent: Agent) -> Any:
+def agent_config(tmp_path: Path, address: str, certs: Path) -> Path:
+    """A daemon configuration whose only engine is the agent at ``address``, named "far"."""
     config = tmp_path / "daemon.yml"
-    c = agent.certs
     config.write_text(
-        f"docker:\n  - url: agent://{LOCAL}:{agent.port}\n    name: far\n"
-        f"    tls_ca: {c / 'ca.pem'}\n    tls_cert: {c / 'daemon.pem'}\n"
-        f"    tls_key: {c / 'daemon-key.pem'}\n"
+        f"docker:\n  - url: agent://{address}\n    name: far\n"
+        f"    tls_ca: {certs / 'ca.pem'}\n    tls_cert: {certs / 'daemon.pem'}\n"
+        f"    tls_key: {certs / 'daemon-key.pem'}\n"
     )
+    return config
+
+
+def agent_daemon(daemon: Daemon, tmp_path: Path, agent: Agent) -> Any:
+    config = agent_config(tmp_path, f"{agent.host}:{agent.port}", agent.certs)
     return daemon("--config", str(config))
 
 
@@ -257,14 +272,7 @@ def netns(ns: str) -> Iterator[Netns]:
 def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent(
     run_container: Any, ns: str, tmp_path: Path, netns: Netns
 ) -> None:
-    certs = tmp_path / "certs"
-    made = subprocess.run(
-        [sys.executable, "-m", "godoxy_streams", "agent", "certs", "--out", str(certs),
-         "--name", netns.host_side],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    agent_port, listen_port = free_port(), free_port()
+    listen_port = free_port()
     box = run_container(
         labels={f"{ns}.aliases": "e", f"{ns}.e.port": f"{listen_port}:7"},
         command=["--tag", "isolated"],
@@ -276,42 +284,25 @@ def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent
         timeout=30,
     )  # fmt: skip
     assert direct.returncode != 0 and "unreachable" in direct.stderr.lower()
-    config = tmp_path / "daemon.yml"
-    config.write_text(
-        f"docker:\n  - url: agent://{netns.host_side}:{agent_port}\n    name: far\n"
-        f"    tls_ca: {certs / 'ca.pem'}\n    tls_cert: {certs / 'daemon.pem'}\n"
-        f"    tls_key: {certs / 'daemon-key.pem'}\n"
-    )
-    agent_log, daemon_log = tmp_path / "agent.log", tmp_path / "daemon.log"
-    with agent_log.open("wb") as out:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "godoxy_streams", "agent",
-             "--listen", f"{netns.host_side}:{agent_port}", "--namespace", ns,
-             "--tls-ca", str(certs / "ca.pem"), "--tls-cert", str(certs / "agent.pem"),
-             "--tls-key", str(certs / "agent-key.pem")],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    with daemon_log.open("wb") as out:
-        daemon = subprocess.Popen(
-            ["ip", "netns", "exec", netns.name, sys.executable, "-m", "godoxy_streams", "run",
-             "--config", str(config), "--namespace", ns, "--api", "",
-             "--default-bind", netns.ns_side],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        eventually(
-            lambda: tcp_connectable(netns.ns_side, listen_port),
-            timeout=20,
-            what="the daemon in the namespace listening",
-        )
-        with socket.create_connection((netns.ns_side, listen_port), timeout=5) as s:
-            s.sendall(b"whoami\n")
-            data = b""
-            while not data.endswith(b"\n") and (chunk := s.recv(100)):
-                data += chunk
-        assert data == b"isolated\n", daemon_log.read_text()[-3000:]
-    finally:
-        for proc in (daemon, agent):
-            proc.send_signal(signal.SIGTERM)
-        codes = [daemon.wait(timeout=20), agent.wait(timeout=20)]
-    assert codes == [0, 0], daemon_log.read_text()[-3000:] + agent_log.read_text()[-3000:]
+    with running_agent(tmp_path, ns, netns.host_side) as agent:
+        config = agent_config(tmp_path, f"{agent.host}:{agent.port}", agent.certs)
+        daemon_log = tmp_path / "daemon.log"
+        with daemon_log.open("wb") as out:
+            daemon = subprocess.Popen(
+                ["ip", "netns", "exec", netns.name, sys.executable, "-m", "godoxy_streams",
+                 "run", "--config", str(config), "--namespace", ns, "--api", "",
+                 "--default-bind", netns.ns_side],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            eventually(
+                lambda: tcp_connectable(netns.ns_side, listen_port),
+                timeout=20,
+                what="the daemon in the namespace listening",
+            )
+            tag = whoami_line(listen_port, netns.ns_side)
+            assert tag == "isolated", daemon_log.read_text()[-3000:]
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(timeout=20)
+        assert code == 0, daemon_log.read_text()[-3000:]
