@@ -203,7 +203,10 @@ def test_engine_goes_away_and_comes_back(
         proxy.start()
         eventually(lambda: whoami_tcp(LOCAL, added) == "added", timeout=30, what="resync")
         eventually(lambda: closed(kept), what="stopped meanwhile -> listener closed")
-        assert d.health()[1]["sources"][0]["state"] == "connected"
+        # The routes of the resync may show before the state flips (the Swarm look in between).
+        eventually(
+            lambda: d.health()[1]["sources"][0]["state"] == "connected", what="state connected"
+        )
         assert d.log().count("Docker engine unreachable") == 1
     finally:
         proxy.cut()
