@@ -42,7 +42,7 @@ class FixedDestinations(Destinations):
 
     def __init__(self, allowed: Iterable[tuple[str, int]]) -> None:
         super().__init__(NO_ENGINE, "proxy")
-        self.allowed = frozenset(allowed)
+        self.allowed = frozenset((proto, *pair) for pair in allowed for proto in ("tcp", "udp"))
         self._at = time.monotonic()
 
     async def refresh(self) -> None:

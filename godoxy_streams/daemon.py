@@ -18,9 +18,12 @@ from aiohttp import web
 from loguru import logger
 
 from godoxy_streams import __version__
+from godoxy_streams.agent.flows import DatagramTunnel
 from godoxy_streams.agent.header import ALPN_STREAM
+from godoxy_streams.agent.quic import client_configuration
 from godoxy_streams.agent.tunnel import Tunnel
 from godoxy_streams.check import load_routes_file
+from godoxy_streams.engines import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.labels import ParseContext
 from godoxy_streams.logs import setup_logging
@@ -54,10 +57,7 @@ class Daemon:
         )
         for index, engine in enumerate(() if settings.no_docker else settings.docker):
             if engine.is_agent:
-                host, port = engine.agent_address
-                context = engine.ssl_context(ALPN_STREAM)
-                assert context is not None
-                self.manager.tunnels[engine.display_name(index)] = Tunnel(host, port, context)
+                self.manager.tunnels[engine.display_name(index)] = agent_tunnel(engine)
         self.stop = asyncio.Event()
         self.force = False
         self.api_port: int | None = None
@@ -104,6 +104,9 @@ class Daemon:
             await self.manager.cut_all()
             await asyncio.gather(drain, return_exceptions=True)
         stopper.cancel()
+        for tunnel in self.manager.tunnels.values():
+            if tunnel.datagrams is not None:
+                await tunnel.datagrams.close()
         logger.info("stopped")
 
     def _capture_signals(self) -> None:
@@ -177,6 +180,16 @@ class Daemon:
         sockets = getattr(server, "sockets", None) or []
         self.api_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(f"status API on http://{host}:{self.api_port}")
+
+
+def agent_tunnel(engine: EngineSettings) -> Tunnel:
+    """The tunnel (TCP and UDP) to an ``agent://`` engine."""
+    host, port = engine.agent_address
+    context = engine.ssl_context(ALPN_STREAM)
+    ca, cert, key = engine.tls_files()
+    assert context is not None and ca is not None and cert is not None and key is not None
+    quic = client_configuration(ca, cert, key, host)
+    return Tunnel(host, port, context, datagrams=DatagramTunnel(host, port, quic))
 
 
 def run_daemon(settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) -> int:

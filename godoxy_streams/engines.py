@@ -119,16 +119,21 @@ class EngineSettings(BaseModel):
             return self.name
         return "local" if index == 0 and self.url.startswith("unix://") else self.url
 
+    def tls_files(self) -> tuple[Path | None, Path | None, Path | None]:
+        """The CA, certificate and key files (``tls_cert_dir`` fills what is not named)."""
+        folder = self.tls_cert_dir
+        ca = self.tls_ca or (folder / "ca.pem" if folder else None)
+        cert = self.tls_cert or (folder / "cert.pem" if folder else None)
+        key = self.tls_key or (folder / "key.pem" if folder else None)
+        return ca, cert, key
+
     def ssl_context(self, alpn: str | None = None) -> ssl.SSLContext | None:
         """The TLS client context (verifying the engine against ``ca``, presenting the client
         certificate; for an agent with ALPN ``alpn``, default its API's); None without TLS.
         Unreadable files are a ``ConfigError``."""
         if not self.uses_tls:
             return None
-        folder = self.tls_cert_dir
-        ca = self.tls_ca or (folder / "ca.pem" if folder else None)
-        cert = self.tls_cert or (folder / "cert.pem" if folder else None)
-        key = self.tls_key or (folder / "key.pem" if folder else None)
+        ca, cert, key = self.tls_files()
         try:
             context = ssl.create_default_context(cafile=str(ca) if ca else None)
             if cert is not None and key is not None:

@@ -8,12 +8,14 @@ has one, is authoritative and is applied by the caller, not here.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from godoxy_streams.model import HealthCheck
+from godoxy_streams.streams.common import DatagramDialer
 
 Probe = Callable[[], Awaitable[None]]
 
@@ -48,10 +50,21 @@ class _Reply(asyncio.DatagramProtocol):
 
 
 async def udp_probe(
-    host: str, port: int, send: bytes, expect: bytes | None, timeout: float
+    host: str,
+    port: int,
+    send: bytes,
+    expect: bytes | None,
+    timeout: float,
+    dialer: DatagramDialer | None = None,
 ) -> None:
+    """Send ``send`` from a new socket (or a ``dialer``'s, e.g. an agent's flow); with
+    ``expect``, the first reply must start with it."""
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(_Reply, remote_addr=(host, port))
+    if dialer is None:
+        transport, protocol = await loop.create_datagram_endpoint(_Reply, remote_addr=(host, port))
+    else:
+        sock = await dialer(host, port, lambda _: None)
+        transport, protocol = await loop.create_datagram_endpoint(_Reply, sock=sock)
     try:
         transport.sendto(send)
         if expect is None:
@@ -69,13 +82,17 @@ async def udp_probe(
 class TunnelProbe(Protocol):
     async def probe(self, host: str, port: int, timeout: float) -> None: ...
 
+    async def open_flow(
+        self, host: str, port: int, on_lost: Callable[[socket.socket], None]
+    ) -> socket.socket: ...
+
 
 def probe_for(
     proto: str, target: tuple[str, int], check: HealthCheck, tunnel: TunnelProbe | None = None
 ) -> Probe | None:
     """The probe a route's health check asks for; None when there is nothing to probe (a UDP
     route without a ``send`` payload relies on Docker's health). Through ``tunnel``, a TCP
-    probe asks the agent to reach the target."""
+    probe asks the agent to reach the target, a UDP probe goes through an agent's flow."""
     host, port = target
     if proto == "tcp":
         if tunnel is not None:
@@ -85,7 +102,8 @@ def probe_for(
         return None
     send = check.send.encode()
     expect = check.expect.encode() if check.expect is not None else None
-    return lambda: udp_probe(host, port, send, expect, check.timeout)
+    dialer = tunnel.open_flow if tunnel is not None else None
+    return lambda: udp_probe(host, port, send, expect, check.timeout, dialer)
 
 
 @dataclass

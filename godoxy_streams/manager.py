@@ -113,6 +113,7 @@ class StreamManager:
             proxy_protocol_trusted=self._trusted if spec.proto == "tcp" else None,
             proxy_header_timeout=limits.proxy_header_timeout,
             dialer=tunnel.dial if (tunnel := self.tunnels.get(spec.origin.engine)) else None,
+            datagram_dialer=tunnel.open_flow if tunnel and spec.proto == "udp" else None,
         )
 
     def _log(self, spec: RouteSpec, action: str, port: int | None = None, **extra: object) -> None:

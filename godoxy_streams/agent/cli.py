@@ -12,13 +12,19 @@ DEFAULT_PORT = 8890
 
 def add_agent_parser(commands: Any) -> None:
     agent = commands.add_parser(
-        "agent", help="serve this Docker host to a remote daemon (mutual TLS, tunnelled TCP)"
+        "agent",
+        help="serve this Docker host to a remote daemon (mutual TLS; TCP tunnels, UDP over QUIC)",
     )
     agent.add_argument(
         "--listen",
         default=f"0.0.0.0:{DEFAULT_PORT}",
         metavar="HOST:PORT",
-        help=f"address of the agent port (default: 0.0.0.0:{DEFAULT_PORT})",
+        help=f"address of the agent port, TCP and UDP (default: 0.0.0.0:{DEFAULT_PORT})",
+    )
+    agent.add_argument(
+        "--no-udp",
+        action="store_true",
+        help="do not serve UDP flows (no QUIC port; capabilities say udp: false)",
     )
     agent.add_argument(
         "--engine",
@@ -64,6 +70,7 @@ def run_agent_command(args: argparse.Namespace) -> int:
         raise ConfigError("the agent needs --tls-ca, --tls-cert and --tls-key")
     from godoxy_streams.agent.certs import server_context
     from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM
+    from godoxy_streams.agent.quic import server_configuration
     from godoxy_streams.agent.server import serve_agent
     from godoxy_streams.logs import setup_logging
     from godoxy_streams.loops import run
@@ -73,6 +80,9 @@ def run_agent_command(args: argparse.Namespace) -> int:
     if port < 0:
         raise ConfigError(f"--listen {args.listen!r}: expected HOST:PORT")
     context = server_context(args.tls_ca, args.tls_cert, args.tls_key, [ALPN_STREAM, ALPN_HTTP])
+    datagrams = None
+    if not args.no_udp:
+        datagrams = server_configuration(args.tls_ca, args.tls_cert, args.tls_key)
     setup_logging(LogSettings(level=args.log_level, format=args.log_format))
-    run(serve_agent(host, port, args.engine, args.namespace, context))
+    run(serve_agent(host, port, args.engine, args.namespace, context, datagrams=datagrams))
     return 0

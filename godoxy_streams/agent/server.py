@@ -9,6 +9,9 @@ connection by its ALPN protocol.
   running container's labels publish closes the connection. Otherwise the agent dials the
   destination, answers ``PROBE_OK`` once it is connected, and relays both ways (for a probe
   header it closes after the answer). A failed dial closes with no answer.
+
+The same port number over UDP is the datagram channel (``datagram_server``: QUIC, the same
+certificates), when the agent is given its QUIC configuration.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aioquic.quic.configuration import QuicConfiguration
 from loguru import logger
 
 from godoxy_streams import __version__
+from godoxy_streams.agent.datagram_server import DatagramServer
+from godoxy_streams.agent.destinations import Destinations
 from godoxy_streams.agent.header import (
     ALPN_HTTP,
     ALPN_STREAM,
@@ -32,58 +37,28 @@ from godoxy_streams.agent.header import (
     HeaderError,
     decode,
 )
-from godoxy_streams.docker_source import DockerSource
+from godoxy_streams.agent.quic import ALPN_DATAGRAM
 from godoxy_streams.errors import EngineError
-from godoxy_streams.labels import ParseContext, parse_container
 from godoxy_streams.socket_proxy import SocketProxy
 
 PROTOCOL_VERSION = 1
-CAPABILITIES = {"tcp": True, "udp": False}
 HEADER_TIMEOUT = 5.0
 DIAL_TIMEOUT = 5.0
-ALLOWED_TTL = 1.0  # seconds a computed allow-list is reused before the engine is asked again
 CHUNK = 256 * 1024
 
 
-class Destinations:
-    """The (host, port) pairs the host's running, labelled containers publish: the only
-    places a tunnel may lead. Recomputed from the engine at most every ``ALLOWED_TTL``
-    seconds, and once more before a refusal (a container may have just started)."""
-
-    def __init__(self, engine: str, namespace: str) -> None:
-        self.engine = engine
-        self.ctx = ParseContext(namespace=namespace)
-        self.allowed: frozenset[tuple[str, int]] = frozenset()
-        self._at = 0.0
-        self._refreshing = asyncio.Lock()
-
-    async def refresh(self) -> None:
-        started = time.monotonic()
-        source = DockerSource(self.engine)
-        try:
-            await source.connect()
-            infos = await source.list_containers()
-        finally:
-            await source.close()
-        pairs: set[tuple[str, int]] = set()
-        for info in infos:
-            if info.running:
-                pairs.update(route.target for route in parse_container(info, self.ctx).routes)
-        self.allowed, self._at = frozenset(pairs), started
-
-    async def permits(self, host: str, port: int) -> bool:
-        asked = time.monotonic()
-        if asked - self._at > ALLOWED_TTL or (host, port) not in self.allowed:
-            async with self._refreshing:  # one refresh serves everyone who waited for it
-                if self._at < asked:
-                    await self.refresh()
-        return (host, port) in self.allowed
-
-
 class AgentServer:
-    def __init__(self, engine: str, namespace: str, context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        engine: str,
+        namespace: str,
+        context: ssl.SSLContext,
+        datagrams: QuicConfiguration | None = None,
+    ) -> None:
         self.engine = engine
         self.context = context
+        self.datagram_config = datagrams
+        self.datagrams: DatagramServer | None = None
         self.destinations = Destinations(engine, namespace)
         self.proxy = SocketProxy(engine)
         self.tunnels = 0  # relayed since start
@@ -110,11 +85,17 @@ class AgentServer:
         )
         bound = int(self._server.sockets[0].getsockname()[1])
         logger.info(f"agent on {host}:{bound} (mutual TLS; ALPN {ALPN_STREAM}, {ALPN_HTTP})")
+        if self.datagram_config is not None:
+            self.datagrams = DatagramServer(self.datagram_config, self.destinations)
+            await self.datagrams.start(host, bound)
+            logger.info(f"agent on {host}:{bound}/udp (QUIC, mutual TLS; ALPN {ALPN_DATAGRAM})")
         return bound
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self.datagrams is not None:
+            self.datagrams.close()
         for task in list(self._tasks):
             task.cancel()
         await self._runner.cleanup()
@@ -143,7 +124,7 @@ class AgentServer:
         return web.json_response({"version": __version__, "protocol": PROTOCOL_VERSION})
 
     async def _capabilities(self, _: web.Request) -> web.Response:
-        return web.json_response(CAPABILITIES)
+        return web.json_response({"tcp": True, "udp": self.datagram_config is not None})
 
     async def _health(self, _: web.Request) -> web.Response:
         try:
@@ -153,6 +134,10 @@ class AgentServer:
                 {"status": "engine unreachable", "error": str(exc)}, status=503
             )
         counts = {"tunnels": self.tunnels, "open": self.open, "refused": self.refused}
+        if self.datagrams is not None:
+            counts["flows"] = self.datagrams.flows
+            counts["flows_open"] = self.datagrams.open_flows
+            counts["flows_refused"] = self.datagrams.refused
         return web.json_response({"status": "ok", **counts})
 
     # -- tunnels -----------------------------------------------------------------------------
@@ -165,7 +150,7 @@ class AgentServer:
             except (HeaderError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 return self._refuse(peer, f"bad stream header: {exc}")
             try:
-                permitted = await self.destinations.permits(header.host, header.port)
+                permitted = await self.destinations.permits("tcp", header.host, header.port)
             except EngineError as exc:
                 return self._refuse(peer, f"cannot check the destination: {exc}")
             if not permitted:
@@ -246,11 +231,13 @@ async def serve_agent(
     namespace: str,
     context: ssl.SSLContext,
     destinations: Destinations | None = None,
+    datagrams: QuicConfiguration | None = None,
 ) -> None:
-    """Run the agent until SIGTERM or SIGINT (``destinations``: another allow-list)."""
+    """Run the agent until SIGTERM or SIGINT (``destinations``: another allow-list;
+    ``datagrams``: the QUIC configuration that turns the UDP channel on)."""
     import signal
 
-    server = AgentServer(engine, namespace, context)
+    server = AgentServer(engine, namespace, context, datagrams)
     if destinations is not None:
         server.destinations = destinations
     await server.start(host, port)

@@ -2,6 +2,8 @@
 mutually authenticated TLS connection (ALPN ``godoxy-streams-stream/1``) that opens with the
 stream header; and the probe that asks the agent to check a destination, for health checks.
 
+``Tunnel.open_flow`` opens a UDP flow through the agent's datagram channel (``flows``).
+
 ``Tunnel.dial`` has the signature of ``loop.create_connection`` minus the options, so the
 stream engine uses it as its ``dialer``: the header is written before the relay's protocol
 sees the transport, so it precedes every client byte (and a PROXY header, when one is sent).
@@ -10,9 +12,11 @@ sees the transport, so it precedes every client byte (and a PROXY header, when o
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 
+from godoxy_streams.agent.flows import DatagramTunnel
 from godoxy_streams.agent.header import PROBE_OK, StreamHeader
 from godoxy_streams.health import ProbeFailed
 
@@ -39,11 +43,25 @@ class _Opening(asyncio.Protocol):
 
 class Tunnel:
     def __init__(
-        self, host: str, port: int, context: ssl.SSLContext, server_hostname: str | None = None
+        self,
+        host: str,
+        port: int,
+        context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        datagrams: DatagramTunnel | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.context = context
         self.server_hostname = server_hostname or host
+        self.datagrams = datagrams
+
+    async def open_flow(
+        self, host: str, port: int, on_lost: Callable[[socket.socket], None]
+    ) -> socket.socket:
+        """A UDP flow to (host, port) on the agent's host, as a connected datagram socket."""
+        if self.datagrams is None:
+            raise ConnectionRefusedError("this agent tunnel carries no UDP")
+        return await self.datagrams.open(host, port, on_lost)
 
     async def _open(self, header: StreamHeader) -> tuple[asyncio.Transport, _Opening]:
         """Connect, send ``header``, wait for the agent's ``PROBE_OK``; a refusal or a failed

@@ -24,6 +24,11 @@ Dialer = Callable[
     [Callable[[], asyncio.Protocol], str, int],
     Coroutine[Any, Any, tuple[asyncio.BaseTransport, asyncio.Protocol]],
 ]
+# Opens a UDP session's upstream: a datagram socket connected to (host, port), e.g. an agent's
+# flow; the callback is called with that socket if the far end ends it first.
+DatagramDialer = Callable[
+    [str, int, Callable[[socket.socket], None]], Coroutine[Any, Any, socket.socket]
+]
 BACKLOG = max(socket.SOMAXCONN, 4096)  # the kernel caps it at net.core.somaxconn
 Proto = Literal["tcp", "udp"]
 
@@ -53,6 +58,8 @@ class StreamOptions:
     # How upstream connections are made: ``loop.create_connection`` unless a dialer is given
     # (e.g. an agent tunnel); called as ``dialer(protocol_factory, host, port)``.
     dialer: Dialer | None = None
+    # How UDP sessions' upstream sockets are made: a connected socket unless given.
+    datagram_dialer: DatagramDialer | None = None
 
     @property
     def guarded(self) -> bool:

@@ -31,7 +31,7 @@ from godoxy_streams.streams.common import (
     literal_family,
     where,
 )
-from godoxy_streams.streams.pool import PooledStream
+from godoxy_streams.streams.pool import PooledStream, PoolMember
 from godoxy_streams.streams.udp_session import Cmsg, Pending, RecordedSession, Session
 
 Resolved = tuple[socket.AddressFamily, Any]
@@ -105,7 +105,7 @@ class SessionOpener(PooledStream):
             local_addr = (local, self.local_addr[1]) if local else self.local_addr
             if self.pre_dial is not None or self.on_read is not None:
                 ctx = ConnContext("udp", client_address(addr), local_addr, target, self.name)
-        if self.pre_dial is None and resolved is not None:
+        if self.pre_dial is None and resolved is not None and self.options.datagram_dialer is None:
             session = self.open_session(addr, resolved, cmsg, ctx, key, local_addr)
             if session is not None:
                 if member is not None:
@@ -115,7 +115,7 @@ class SessionOpener(PooledStream):
             return
         pending = self.pending[addr] = Pending(data)
         pending.task = self.loop.create_task(
-            self.open_later(addr, target, cmsg, ctx, pending, key, local_addr)
+            self.open_later(addr, target, cmsg, ctx, pending, key, local_addr, member)
         )
 
     def open_session(
@@ -127,23 +127,28 @@ class SessionOpener(PooledStream):
         key: str | None = None,
         local: Address | None = None,
         started: float | None = None,
+        dialled: socket.socket | None = None,
     ) -> Session | None:
+        """Open the session's upstream socket (or take the ``dialled`` one) and start it."""
         family, sockaddr = resolved
-        try:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-        except OSError as exc:
-            self.dial_failed(exc, self.target)
-            self.not_opened("dial_failed", addr, key, local, self.target, started)
-            return None
-        try:
-            sock.setblocking(False)
-            sock.connect(sockaddr)
-        except OSError as exc:
-            sock.close()
-            target = (str(sockaddr[0]), int(sockaddr[1]))
-            self.dial_failed(exc, target)
-            self.not_opened("dial_failed", addr, key, local, target, started)
-            return None
+        if dialled is not None:
+            sock = dialled
+        else:
+            try:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+            except OSError as exc:
+                self.dial_failed(exc, self.target)
+                self.not_opened("dial_failed", addr, key, local, self.target, started)
+                return None
+            try:
+                sock.setblocking(False)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                target = (str(sockaddr[0]), int(sockaddr[1]))
+                self.dial_failed(exc, target)
+                self.not_opened("dial_failed", addr, key, local, target, started)
+                return None
         if self.on_close is None:
             session = self.sessions[addr] = Session(self, addr, sock, cmsg, ctx)
         else:
@@ -174,10 +179,20 @@ class SessionOpener(PooledStream):
             if s.member is not None and (s.member not in members or not s.member.available(now))
         ]
         for addr in gone:
-            session = self.sessions.pop(addr)
-            session.close()
-            self.stats.active -= 1
-            self.session_ended(session, "shutdown")
+            self.end_session(addr, "shutdown")
+
+    def end_session(self, addr: Any, outcome: Outcome) -> None:
+        """End a live session now; the client's next datagram opens a new one."""
+        session = self.sessions.pop(addr)
+        session.close()
+        self.stats.active -= 1
+        self.session_ended(session, outcome)
+
+    def upstream_lost(self, addr: Any, sock: socket.socket) -> None:
+        """A dialled upstream ended from its far side: end the session that uses it."""
+        session = self.sessions.get(addr)
+        if session is not None and session.sock is sock:
+            self.end_session(addr, "reset")
 
     def session_ended(self, session: Session, outcome: Outcome) -> None:
         """An admitted session ended (expired, or the stream closed): release its admission
@@ -245,6 +260,7 @@ class SessionOpener(PooledStream):
         pending: Pending,
         key: str | None = None,
         local: Address | None = None,
+        member: PoolMember | None = None,
     ) -> None:
         started = time.time() if self.on_close is not None else None
         outcome: Outcome | None = "shutdown"  # if cancelled: the stream closed
@@ -265,15 +281,26 @@ class SessionOpener(PooledStream):
                 self.stats.dropped += len(pending.queue)
                 self.dial_failed(exc, target, "pre_dial")
                 return
+            dialled = None
             try:
-                resolved = literal(target) or await self.resolve(target)
+                if self.options.datagram_dialer is not None:
+                    resolved = (socket.AF_UNSPEC, target)  # the far end resolves a name
+                    dialled = await self.options.datagram_dialer(
+                        target[0], target[1], lambda sock: self.upstream_lost(addr, sock)
+                    )
+                else:
+                    resolved = literal(target) or await self.resolve(target)
             except OSError as exc:
                 outcome = "dial_failed"
                 self.stats.dropped += len(pending.queue)
                 self.dial_failed(exc, target)
+                if member is not None and self.pool is not None:
+                    self.pool.failed(member, f"{dial_reason(exc)}: {exc}")
                 return
             if self.sock.fileno() >= 0:
                 outcome = None  # open_session takes over
+            elif dialled is not None:
+                dialled.close()
         finally:
             if self.pending.get(addr) is pending:
                 del self.pending[addr]
@@ -281,8 +308,11 @@ class SessionOpener(PooledStream):
                 self.not_opened(outcome, addr, key, local, target, started)
         if outcome is not None:
             return
-        session = self.open_session(addr, resolved, cmsg, ctx, key, local, started)
+        session = self.open_session(addr, resolved, cmsg, ctx, key, local, started, dialled)
         if session is not None:
+            if member is not None:
+                session.member = member
+                member.active += 1
             self.send_first(session, pending.queue)
 
     async def resolve(self, target: Address) -> Resolved:

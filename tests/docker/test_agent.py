@@ -5,6 +5,7 @@ corrupted header, a destination no label publishes; UDP routes are errors (not o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
@@ -21,10 +22,12 @@ from typing import Any
 import pytest
 
 from godoxy_streams.agent.certs import client_context
+from godoxy_streams.agent.flows import DatagramTunnel, Flow
 from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM, HEADER_SIZE, PROBE_OK, StreamHeader
+from godoxy_streams.agent.quic import client_configuration
 from tests.docker.conftest import Daemon
 from tests.docker.kit import container_ip
-from tests.helpers import eventually, free_port, tcp_connectable
+from tests.helpers import eventually, free_port, tcp_connectable, udp_exchange
 
 LOCAL = "127.0.0.1"
 
@@ -70,7 +73,9 @@ class Agent:
 
 
 @contextlib.contextmanager
-def running_agent(tmp_path: Path, ns: str, host: str = LOCAL) -> Iterator[Agent]:
+def running_agent(
+    tmp_path: Path, ns: str, host: str = LOCAL, extra: list[str] | None = None
+) -> Iterator[Agent]:
     """``agent certs`` for ``host``, then ``godoxy-streams agent`` listening there; stopped
     with SIGTERM (and asserted to exit 0) at the end."""
     certs = tmp_path / "certs"
@@ -88,7 +93,8 @@ def running_agent(tmp_path: Path, ns: str, host: str = LOCAL) -> Iterator[Agent]
         proc = subprocess.Popen(
             [sys.executable, "-m", "godoxy_streams", "agent", "--listen", f"{host}:{port}",
              "--namespace", ns, "--tls-ca", str(certs / "ca.pem"),
-             "--tls-cert", str(certs / "agent.pem"), "--tls-key", str(certs / "agent-key.pem")],
+             "--tls-cert", str(certs / "agent.pem"), "--tls-key", str(certs / "agent-key.pem"),
+             *(extra or [])],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -135,7 +141,7 @@ def agent_daemon(daemon: Daemon, tmp_path: Path, agent: Agent) -> Any:
 def test_tcp_through_the_tunnel(
     daemon: Daemon, run_container: Any, ns: str, tmp_path: Path, agent: Agent
 ) -> None:
-    assert agent.api("/agent/capabilities") == {"tcp": True, "udp": False}
+    assert agent.api("/agent/capabilities") == {"tcp": True, "udp": True}
     assert agent.api("/agent/version")["protocol"] == 1
     port, udp_port = free_port(), free_port("udp")
     d = agent_daemon(daemon, tmp_path, agent)
@@ -156,8 +162,21 @@ def test_tcp_through_the_tunnel(
     assert agent.api("/agent/health")["tunnels"] >= 1
     # A client's close ends the tunnel and the agent's connection to the container.
     eventually(lambda: agent.api("/agent/health")["open"] == 0, what="no tunnel left open")
-    (error,) = [e for e in d.routes()["errors"] if e["alias"] == "u"]
-    assert "cannot carry UDP" in error["message"]
+    # UDP: the same container's UDP port through a QUIC flow; a datagram too large for one
+    # QUIC datagram (3000 bytes) crosses on the flow's stream, in order with the rest.
+    assert (
+        eventually(lambda: udp_reply(LOCAL, udp_port, b"whoami"), what="UDP through the agent")
+        == b"via-agent"
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(3)
+        client.connect((LOCAL, udp_port))
+        for payload in (b"small", b"x" * 3000, b"y" * 60000, b"after"):
+            client.send(payload)
+            assert client.recv(65536) == payload
+    health = agent.api("/agent/health")
+    assert health["flows"] >= 1 and health["flows_open"] >= 1
+    assert d.route("u")["engine"] == "far"  # type: ignore[index]
     # The engine view through the agent carries no environment.
     inspect = agent.api(f"/containers/{box.id}/json")
     assert "Env" not in inspect["Config"] and inspect["Id"] == box.id
@@ -175,6 +194,28 @@ def test_tcp_through_the_tunnel(
         while chunk := s.recv(100):  # a timeout here means the end did not cross
             data += chunk
     assert data == b"closer\n"
+
+
+def udp_reply(host: str, port: int, payload: bytes) -> bytes | None:
+    """One datagram's reply, or None when none came within a second."""
+    try:
+        return udp_exchange(host, port, payload)
+    except (TimeoutError, ConnectionRefusedError):
+        return None
+
+
+def test_an_agent_without_udp(daemon: Daemon, run_container: Any, ns: str, tmp_path: Path) -> None:
+    with running_agent(tmp_path, ns, extra=["--no-udp"]) as agent:
+        assert agent.api("/agent/capabilities") == {"tcp": True, "udp": False}
+        d = agent_daemon(daemon, tmp_path, agent)
+        run_container(
+            labels={f"{ns}.aliases": "u", f"{ns}.u.scheme": "udp",
+                    f"{ns}.u.port": f"{free_port('udp')}:7"},
+        )  # fmt: skip
+        error = eventually(
+            lambda: [e for e in d.routes()["errors"] if e["alias"] == "u"], what="UDP refused"
+        )
+        assert "cannot carry UDP" in error[0]["message"]
 
 
 def test_failover_through_the_tunnel(
@@ -272,9 +313,14 @@ def netns(ns: str) -> Iterator[Netns]:
 def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent(
     run_container: Any, ns: str, tmp_path: Path, netns: Netns
 ) -> None:
-    listen_port = free_port()
+    listen_port, udp_port = free_port(), free_port("udp")
     box = run_container(
-        labels={f"{ns}.aliases": "e", f"{ns}.e.port": f"{listen_port}:7"},
+        labels={
+            f"{ns}.aliases": "e,u",
+            f"{ns}.e.port": f"{listen_port}:7",
+            f"{ns}.u.scheme": "udp",
+            f"{ns}.u.port": f"{udp_port}:7",
+        },
         command=["--tag", "isolated"],
     )
     # The namespace has no way to the container by itself.
@@ -302,7 +348,61 @@ def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent
             )
             tag = whoami_line(listen_port, netns.ns_side)
             assert tag == "isolated", daemon_log.read_text()[-3000:]
+            udp_tag = eventually(
+                lambda: udp_reply(netns.ns_side, udp_port, b"whoami"),
+                timeout=20,
+                what="UDP from the namespace's daemon through the agent",
+            )
+            assert udp_tag == b"isolated"
         finally:
             daemon.send_signal(signal.SIGTERM)
             code = daemon.wait(timeout=20)
         assert code == 0, daemon_log.read_text()[-3000:]
+
+
+async def test_flow_refusals(run_container: Any, ns: str, agent: Agent) -> None:
+    """The datagram channel refuses what the stream channel refuses: no client certificate,
+    a corrupted header, a destination no label publishes (for UDP: a TCP-only port too)."""
+    box = run_container(
+        labels={f"{ns}.aliases": "e,u", f"{ns}.e.port": f"{free_port()}:9",
+                f"{ns}.u.scheme": "udp", f"{ns}.u.port": f"{free_port('udp')}:7"},
+        command=["--tag", "t", "-t", "9", "-u", "7"],
+    )  # fmt: skip
+    ip = container_ip(box)
+    c = agent.certs
+    config = client_configuration(c / "ca.pem", c / "daemon.pem", c / "daemon-key.pem", LOCAL)
+    tunnel = DatagramTunnel(LOCAL, agent.port, config)
+    try:
+        flow = await tunnel.open(ip, 7, lambda _: None)
+        loop = asyncio.get_running_loop()
+        flow.send(b"whoami")
+        assert await asyncio.wait_for(loop.sock_recv(flow, 100), 5) == b"t"
+        flow.close()
+        for host, port in ((ip, 9), (ip, 8), (LOCAL, 53)):  # TCP only, unlabelled, the host
+            with pytest.raises(ConnectionRefusedError):
+                await tunnel.open(host, port, lambda _: None)
+        link = await tunnel._connected()
+        stream_id = link._quic.get_next_available_stream_id()
+        corrupted = bytearray(StreamHeader(ip, 7).encode())
+        corrupted[20] ^= 0x01
+        raw = link.flows[stream_id] = Flow(link, stream_id, lambda _: None)
+        link._quic.send_stream_data(stream_id, bytes(corrupted))
+        link.transmit()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(raw.answer, 5)
+        raw.session_end.close()
+    finally:
+        await tunnel.close()
+    anonymous = client_configuration(c / "ca.pem", c / "daemon.pem", c / "daemon-key.pem", LOCAL)
+    anonymous.certificate = anonymous.private_key = None
+    stranger = DatagramTunnel(LOCAL, agent.port, anonymous)
+    try:
+        with pytest.raises(ConnectionRefusedError, match="no client certificate"):
+            await stranger.open(ip, 7, lambda _: None)
+    finally:
+        await stranger.close()
+    health = agent.api("/agent/health")
+    assert health["flows"] == 1 and health["flows_refused"] == 5
+    log = agent.log.read_text()
+    assert "checksum mismatch" in log and "udp " + ip + ":9 is not published" in log
+    assert "refused: no client certificate" in log

@@ -1,0 +1,259 @@
+"""The daemon's side of the agent's datagram channel: UDP flows to destinations on the
+agent's host, all carried by one QUIC connection per agent (made on first use, again after
+it is lost, kept alive by pings while flows are open).
+
+``DatagramTunnel.open`` gives a UDP session what a connected UDP socket would: a datagram
+socket (one end of a socket pair) whose sends reach the destination and whose reads are
+its replies; closing it ends the flow. So the session relay is the same code with or
+without an agent. When the flow ends from the agent's side (or its connection is lost),
+``on_lost`` is called with that socket, so the session ends too and the client's next
+datagram opens a new flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    DatagramFrameReceived,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+
+from godoxy_streams.agent.header import PROBE_OK, StreamHeader
+from godoxy_streams.agent.quic import FlowLink, Records, flow_prefix, split_datagram
+
+OnLost = Callable[[socket.socket], None]
+CONNECT_TIMEOUT = 5.0
+KEEPALIVE = 15.0  # seconds between pings while flows are open (the idle timeout is 60)
+BATCH = 256  # datagrams read from a session's socket per readiness callback
+BUFFER = 1 << 20  # socket-pair buffer each way (the kernel may cap it)
+
+
+class FlowSocket(socket.socket):
+    """The session's end of a flow: closing it ends the flow."""
+
+    __slots__ = ("flow",)
+    flow: Flow | None
+
+    def close(self) -> None:
+        flow = getattr(self, "flow", None)
+        if flow is not None:
+            self.flow = None
+            flow.finish()
+        super().close()
+
+
+class Flow:
+    """One flow: the tunnel's end of the socket pair and the QUIC stream it is relayed on."""
+
+    def __init__(self, link: DaemonLink, stream_id: int, on_lost: OnLost) -> None:
+        self.link = link
+        self.stream_id = stream_id
+        self.prefix = flow_prefix(stream_id)
+        self.records = Records()
+        self.on_lost = on_lost
+        self.answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.early = b""  # bytes after the answer, in the same read
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for sock in (ours, theirs):
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
+        self.sock = ours
+        self.session_end = FlowSocket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=theirs.detach())
+        self.session_end.flow = self
+        self.open = True
+
+    def answered(self, data: bytes) -> None:
+        """Stream bytes before the flow relays: the agent's answer (then records)."""
+        self.early += data
+        if len(self.early) >= len(PROBE_OK) and not self.answer.done():
+            if self.early[: len(PROBE_OK)] != PROBE_OK:
+                self.answer.set_exception(ConnectionRefusedError("unexpected agent answer"))
+                return
+            self.answer.set_result(None)
+            self.start()
+            self.received(self.early[len(PROBE_OK) :])
+
+    def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recv = self.sock.recv
+        send = self.link.send_datagram
+        for _ in range(BATCH):
+            try:
+                data = recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            send(self.stream_id, self.prefix, data)
+
+    def received(self, data: bytes) -> None:
+        for payload in self.records.feed(data):
+            self.deliver(payload)
+
+    def deliver(self, payload: bytes) -> None:
+        try:
+            self.sock.send(payload)
+        except OSError:
+            self.link.dropped += 1  # the session is not reading fast enough
+
+    def finish(self) -> None:
+        """The session closed its end: end the flow (the stream's end tells the agent)."""
+        if self._stop():
+            self.link.end_flow(self.stream_id)
+
+    def lost(self, why: str = "the agent refused the destination or could not reach it") -> None:
+        """The agent ended the flow, or the connection is gone: end the session too."""
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionRefusedError(why))
+        if self._stop():
+            self.on_lost(self.session_end)
+
+    def _stop(self) -> bool:
+        if not self.open:
+            return False
+        self.open = False
+        if self.answer.done() and self.answer.exception() is None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+        return True
+
+
+class DaemonLink(FlowLink):
+    """The daemon's QUIC connection to one agent."""
+
+    def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
+        super().__init__(quic)
+        self.flows: dict[int, Flow] = {}
+        self._keepalive: asyncio.TimerHandle | None = None
+
+    def open_flow(self, header: StreamHeader, on_lost: OnLost) -> Flow:
+        raw = header.encode()
+        stream_id = self._quic.get_next_available_stream_id()
+        flow = self.flows[stream_id] = Flow(self, stream_id, on_lost)
+        self._quic.send_stream_data(stream_id, raw)
+        self.transmit()
+        if self._keepalive is None:
+            self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
+        return flow
+
+    def end_flow(self, stream_id: int) -> None:
+        if self.flows.pop(stream_id, None) is not None and not self._closed.is_set():
+            self._quic.send_stream_data(stream_id, b"", end_stream=True)
+            self.flush_soon()
+
+    def _ping(self) -> None:
+        self._keepalive = None
+        if self.flows and not self._closed.is_set():
+            self._quic.send_ping(0)
+            self.transmit()
+            self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, DatagramFrameReceived):
+            try:
+                stream_id, payload = split_datagram(event.data)
+            except ValueError:
+                return
+            flow = self.flows.get(stream_id)
+            if flow is not None and flow.answer.done():
+                flow.deliver(payload)
+        elif isinstance(event, StreamDataReceived):
+            flow = self.flows.get(event.stream_id)
+            if flow is None:
+                return
+            if flow.answer.done():
+                flow.received(event.data)
+            else:
+                flow.answered(event.data)
+            if event.end_stream:
+                self._lost(event.stream_id)
+        elif isinstance(event, StreamReset):
+            self._lost(event.stream_id)
+        elif isinstance(event, ConnectionTerminated):
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            why = f"the agent's connection ended: {event.reason_phrase or event.error_code}"
+            for flow in self.flows.values():
+                flow.lost(why)
+            self.flows.clear()
+
+    def _lost(self, stream_id: int) -> None:
+        flow = self.flows.pop(stream_id, None)
+        if flow is not None:
+            if not self._closed.is_set():
+                self._quic.send_stream_data(stream_id, b"", end_stream=True)
+            flow.lost()
+
+
+class DatagramTunnel:
+    """Flows to one agent's destinations."""
+
+    def __init__(self, host: str, port: int, configuration: QuicConfiguration) -> None:
+        self.host, self.port = host, port
+        self.configuration = configuration
+        self._link: DaemonLink | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+
+    async def _connected(self) -> DaemonLink:
+        async with self._connecting:
+            link = self._link
+            if link is not None and not link._closed.is_set():
+                return link
+            loop = asyncio.get_running_loop()
+            quic = QuicConnection(configuration=self.configuration)
+            _, link = await loop.create_datagram_endpoint(
+                lambda: DaemonLink(quic), remote_addr=(self.host, self.port)
+            )
+            try:
+                link.connect((self.host, self.port))
+                await asyncio.wait_for(link.wait_connected(), CONNECT_TIMEOUT)
+            except BaseException:
+                link.close()
+                link._transport.close()  # type: ignore[union-attr]
+                raise
+            self._watch = asyncio.ensure_future(self._forget(link))
+            self._link = link
+            return link
+
+    async def _forget(self, link: DaemonLink) -> None:
+        await link.wait_closed()
+        if self._link is link:
+            self._link = None
+        if link._transport is not None:
+            link._transport.close()
+
+    async def open(self, host: str, port: int, on_lost: OnLost) -> socket.socket:
+        """A datagram socket whose traffic is the flow to (host, port); ``OSError`` (e.g.
+        ``ConnectionRefusedError``) when the agent cannot be reached or refuses it."""
+        try:
+            link = await self._connected()
+        except (ConnectionError, TimeoutError) as exc:
+            raise ConnectionRefusedError(
+                f"agent {self.host}:{self.port} (QUIC): {exc or 'no answer'}"
+            ) from exc
+        flow = link.open_flow(StreamHeader(host, port), on_lost)
+        try:
+            await asyncio.wait_for(asyncio.shield(flow.answer), CONNECT_TIMEOUT)
+        except BaseException:
+            flow.session_end.close()
+            raise
+        return flow.session_end
+
+    async def close(self) -> None:
+        link = self._link
+        if link is not None:
+            link.close()
+            await link.wait_closed()
