@@ -5,7 +5,8 @@ dial through the agent's tunnel, both running the package's real code on loopbac
     python -m bench.agentpair daemon --agent HOST:PORT --certs DIR -- RUN-ARGS...
 
 ``agent``: ``godoxy_streams.agent.server.serve_agent`` with the agent's own TLS context
-(``server_context``, ALPN stream + http/1.1), event loop and logging, exactly as
+(``server_context``, ALPN stream + http/1.1; QUIC on the same port number), event loop and
+logging, exactly as
 ``godoxy-streams agent`` sets them up. One difference: its allow-list of destinations is the
 fixed ``--allow`` set instead of what the local Docker engine's labelled containers publish
 (the bench backend is no container). ``Destinations.permits`` is the real one; only
@@ -13,10 +14,11 @@ fixed ``--allow`` set instead of what the local Docker engine's labelled contain
 
 ``daemon``: ``godoxy-streams run RUN-ARGS`` (the same settings, ``Daemon`` and loop as the
 ``ours`` subject) with one addition: the static routes' engine ("local") is given a
-``Tunnel`` to the agent, the way ``Daemon`` does it for an ``agent://`` engine. So the routes
-file's TCP routes are served like an agent's containers' routes: every upstream connection
-(and health probe) is a mutual-TLS connection to the agent with ALPN
-``godoxy-streams-stream/1`` and the 78-byte stream header, then raw bytes.
+``Tunnel`` to the agent (``daemon.agent_tunnel``, as for an ``agent://`` engine). So the
+routes file's routes are served like an agent's containers' routes: every upstream TCP
+connection (and health probe) is a mutual-TLS connection to the agent with ALPN
+``godoxy-streams-stream/1`` and the 78-byte stream header, then raw bytes; every UDP session
+is a flow on the daemon's QUIC connection to the agent (ALPN ``godoxy-streams-datagram/1``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from godoxy_streams.agent.certs import CertFiles, client_context, server_context
+from aioquic.quic.configuration import QuicConfiguration
+
+from godoxy_streams.agent.certs import CertFiles, server_context
+from godoxy_streams.agent.destinations import Destinations
 from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM
-from godoxy_streams.agent.server import Destinations, serve_agent
-from godoxy_streams.agent.tunnel import Tunnel
+from godoxy_streams.agent.quic import server_configuration
+from godoxy_streams.agent.server import serve_agent
+from godoxy_streams.engines import EngineSettings
 
 STATIC_ENGINE = "local"  # RouteOrigin.engine of a routes-file route
 NO_ENGINE = "unix:///nonexistent/docker.sock"  # never dialled: refresh is replaced below
@@ -57,11 +63,21 @@ def _address(text: str) -> tuple[str, int]:
 
 
 async def _serve_agent(
-    host: str, port: int, context: ssl.SSLContext, allowed: list[tuple[str, int]]
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    datagrams: QuicConfiguration,
+    allowed: list[tuple[str, int]],
 ) -> None:
     """``serve_agent`` with the fixed allow-list."""
     await serve_agent(
-        host, port, NO_ENGINE, "proxy", context, destinations=FixedDestinations(allowed)
+        host,
+        port,
+        NO_ENGINE,
+        "proxy",
+        context,
+        destinations=FixedDestinations(allowed),
+        datagrams=datagrams,
     )
 
 
@@ -72,9 +88,10 @@ def run_agent(args: argparse.Namespace) -> int:
 
     files = CertFiles.in_folder(args.certs)
     context = server_context(files.ca, files.agent, files.agent_key, [ALPN_STREAM, ALPN_HTTP])
+    datagrams = server_configuration(files.ca, files.agent, files.agent_key)
     setup_logging(LogSettings(level=args.log_level, format="text"))
     host, port = args.listen
-    run(_serve_agent(host, port, context, args.allow))
+    run(_serve_agent(host, port, context, datagrams, args.allow))
     return 0
 
 
@@ -85,10 +102,15 @@ def run_daemon(args: argparse.Namespace) -> int:
     run_args = build_parser().parse_args(["run", *args.run_args])
     settings = load_settings(run_args)
     files = CertFiles.in_folder(args.certs)
-    context = client_context(files.ca, files.daemon, files.daemon_key, [ALPN_STREAM])
     host, port = args.agent
+    engine = EngineSettings(
+        url=f"agent://{host}:{port}",
+        tls_ca=files.ca,
+        tls_cert=files.daemon,
+        tls_key=files.daemon_key,
+    )
     # What Daemon does for an agent:// engine, here for the routes file's engine.
-    return daemon.run_daemon(settings, {STATIC_ENGINE: Tunnel(host, port, context)})
+    return daemon.run_daemon(settings, {STATIC_ENGINE: daemon.agent_tunnel(engine)})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT),
         help=(
             f"comma-separated proxies (default {','.join(DEFAULT)}; "
-            "ours-pool3 runs in connrate only, ours-agent in bulk1, bulk8, rtt, connrate; "
+            "ours-pool3 runs in connrate only, ours-agent in bulk1, bulk8, rtt, connrate, udp; "
             "also: nginx-256k, ours-guarded, pyref)"
         ),
     )
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "CPU = utime+stime of the proxy's process tree over the measured window",
             "direct = client to backend with no proxy: the loopback headroom",
             "ours-pool3 = ours with the echo route as a 3-member round-robin pool (connrate)",
-            "ours-agent = ours with its TCP routes through the agent's mutual-TLS tunnel; "
+            "ours-agent = ours with its routes through the agent (TCP: mutual TLS, UDP: QUIC); "
             "CPU and RSS of daemon + agent summed",
         ],
     }

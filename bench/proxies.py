@@ -297,22 +297,21 @@ class OursAgent(Ours):
     bytes) to a second process, the agent, which dials the backend: two processes of the
     package's real code (``bench/agentpair.py``), both measured (CPU and RSS are summed).
 
-    The agent's allow-list is fixed to the backend's ports (there is no container to read
-    labels from). It listens on this proxy's UDP listen port number, over TCP: ``ours-agent``
-    forwards no UDP (the agent offers none yet), so that reserved port is free."""
+    UDP sessions are flows on the daemon's QUIC connection to the agent. The agent's
+    allow-list is fixed to the backend's ports (there is no container to read labels from).
+    It listens, TCP and UDP, on a port of its own."""
 
     name = "ours-agent"
-    description = "ours with its TCP routes through the agent's mutual-TLS tunnel (2 processes)"
+    description = "ours with its routes through the agent (TCP: mutual TLS; UDP: QUIC; 2 procs)"
     routes_template = "routes-agent.yml"
-    udp = False
     # Not idle: its 5,000 simultaneous connects are 5,000 TLS handshakes at once, and many
     # outlast the daemon's 5 s dial timeout, so the figure would be of a partial set.
-    scenarios = frozenset({"bulk1", "bulk8", "rtt", "connrate"})
+    scenarios = frozenset({"bulk1", "bulk8", "rtt", "connrate", "udp"})
     baselines = ("ours", "direct")
 
     def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
         super().__init__(listen, backend, workdir)
-        self.agent_port = listen.udp
+        self.agent_port = procs.free_ports(1)[0]
         self.certs = workdir / "conf" / "agent-certs"
         self.agent: subprocess.Popen[bytes] | None = None
         self._certs_made = False
@@ -338,7 +337,9 @@ class OursAgent(Ours):
         return [sys.executable, "-m", "bench.agentpair", *args, "--certs", str(self.certs)]
 
     def agent_argv(self) -> list[str]:
-        allow = [f"{HOST}:{self.backend.bulk}", f"{HOST}:{self.backend.echo}"]
+        allow = [
+            f"{HOST}:{port}" for port in (self.backend.bulk, self.backend.echo, self.backend.udp)
+        ]
         return self._helper(
             "agent",
             "--listen",
