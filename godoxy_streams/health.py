@@ -60,23 +60,30 @@ async def udp_probe(
     """Send ``send`` from a new socket (or a ``dialer``'s, e.g. an agent's flow); with
     ``expect``, the first reply must start with it."""
     loop = asyncio.get_running_loop()
-    if dialer is None:
-        transport, protocol = await loop.create_datagram_endpoint(_Reply, remote_addr=(host, port))
-    else:
-        sock = await dialer(host, port, lambda _: None)
-        transport, protocol = await loop.create_datagram_endpoint(_Reply, sock=sock)
+    if dialer is not None:
+        with await dialer(host, port, lambda _: None) as sock:
+            sock.send(send)
+            if expect is not None:
+                await _check_reply(host, port, loop.sock_recv(sock, 65536), expect, timeout)
+        return
+    transport, protocol = await loop.create_datagram_endpoint(_Reply, remote_addr=(host, port))
     try:
         transport.sendto(send)
-        if expect is None:
-            return
-        try:
-            reply = await asyncio.wait_for(protocol.answer, timeout)
-        except (OSError, TimeoutError) as exc:
-            raise ProbeFailed(f"UDP probe of {host}:{port}: {str(exc) or 'no reply'}") from exc
-        if not reply.startswith(expect):
-            raise ProbeFailed(f"UDP probe of {host}:{port}: unexpected reply {reply[:32]!r}")
+        if expect is not None:
+            await _check_reply(host, port, protocol.answer, expect, timeout)
     finally:
         transport.close()
+
+
+async def _check_reply(
+    host: str, port: int, reply: Awaitable[bytes], expect: bytes, timeout: float
+) -> None:
+    try:
+        data = await asyncio.wait_for(reply, timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ProbeFailed(f"UDP probe of {host}:{port}: {str(exc) or 'no reply'}") from exc
+    if not data.startswith(expect):
+        raise ProbeFailed(f"UDP probe of {host}:{port}: unexpected reply {data[:32]!r}")
 
 
 class TunnelProbe(Protocol):

@@ -1,0 +1,250 @@
+"""UDP through the agent's datagram channel, in process on loopback: a real ``DatagramServer``
+(the agent's QUIC side, with a fixed allow-list instead of labels) and a ``DatagramTunnel``
+(the daemon's) under a real ``UDPStream``: order and sizes (frames and stream records), the
+end of a flow from either side, a lost connection, refusals, pools and UDP health probes."""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+
+from godoxy_streams.agent.certs import CertFiles, create_certs
+from godoxy_streams.agent.datagram_server import DatagramServer
+from godoxy_streams.agent.destinations import Destinations
+from godoxy_streams.agent.flows import DatagramTunnel
+from godoxy_streams.agent.quic import DATAGRAM_ROOM, client_configuration, server_configuration
+from godoxy_streams.health import ProbeFailed, probe_for
+from godoxy_streams.model import HealthCheck
+from godoxy_streams.streams import UDPStream
+from godoxy_streams.streams.common import StreamOptions
+from godoxy_streams.streams.pool import MemberSpec
+
+from ..helpers import eventually_async, free_port
+from .kit import LOCAL, recv_datagram, udp_client, udp_echo
+
+
+class FixedDestinations(Destinations):
+    """The allow-list, fixed (no engine is asked)."""
+
+    def __init__(self, allowed: Iterable[tuple[str, str, int]]) -> None:
+        super().__init__("unix:///nonexistent.sock", "proxy")
+        self.allowed = frozenset(allowed)
+        self._at = time.monotonic()
+
+    async def refresh(self) -> None:
+        self._at = time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    return create_certs(tmp_path_factory.mktemp("certs"), [LOCAL])
+
+
+class Agent:
+    def __init__(self, certs: CertFiles, allowed: Iterable[tuple[str, int]]) -> None:
+        self.port = free_port("udp")
+        config = server_configuration(certs.ca, certs.agent, certs.agent_key)
+        self.server = DatagramServer(config, FixedDestinations(("udp", *a) for a in allowed))
+
+    def tunnel(self, ca: Path, cert: Path, key: Path) -> DatagramTunnel:
+        return DatagramTunnel(LOCAL, self.port, client_configuration(ca, cert, key, LOCAL))
+
+
+async def started(agent: Agent) -> Agent:
+    await agent.server.start(LOCAL, agent.port)
+    return agent
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[tuple[str, int]]:
+    async with udp_echo() as addr:
+        yield addr
+
+
+@pytest.fixture
+async def agent(certs: CertFiles, backend: tuple[str, int]) -> AsyncIterator[Agent]:
+    started_agent = await started(Agent(certs, [backend]))
+    yield started_agent
+    started_agent.server.close()
+
+
+@pytest.fixture
+async def tunnel(certs: CertFiles, agent: Agent) -> AsyncIterator[DatagramTunnel]:
+    made = agent.tunnel(certs.ca, certs.daemon, certs.daemon_key)
+    yield made
+    await made.close()
+
+
+async def flow_stream(
+    target: tuple[str, int], tunnel: DatagramTunnel, **options: object
+) -> UDPStream:
+    stream = UDPStream(
+        (LOCAL, 0),
+        target,
+        options=StreamOptions(datagram_dialer=tunnel.open, **options),  # type: ignore[arg-type]
+        name="agent",
+    )
+    await stream.serve()
+    return stream
+
+
+async def test_clients_get_their_own_replies_at_every_size(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    """Sizes on both sides of the largest QUIC datagram (larger ones cross on the flow's
+    stream, so they may overtake or be overtaken: UDP promises no order); small datagrams
+    keep their order."""
+    stream = await flow_stream(backend, tunnel)
+    clients = [udp_client(stream.local_addr) for _ in range(8)]
+    sizes = [8, 600, DATAGRAM_ROOM - 2, DATAGRAM_ROOM - 1, DATAGRAM_ROOM, 3000, 65000, 9]
+    try:
+        for i, client in enumerate(clients):
+            for seq, size in enumerate(sizes):
+                client.send(struct.pack("!II", i, seq).ljust(size, b"."))
+        for i, client in enumerate(clients):
+            got = set()
+            for _ in sizes:
+                data, _ = await recv_datagram(client, 5)
+                owner, seq = struct.unpack("!II", data[:8])
+                assert owner == i, "a reply reached the wrong client"
+                got.add((seq, len(data)))
+            assert got == set(enumerate(sizes))
+        for seq in range(200):
+            clients[0].send(struct.pack("!I", seq))
+        replies = [struct.unpack("!I", (await recv_datagram(clients[0], 5))[0]) for _ in range(200)]
+        assert replies == [(seq,) for seq in range(200)]
+        assert (stream.stats.total, stream.stats.active) == (8, 8)
+        assert (agent.server.flows, agent.server.open_flows) == (8, 8)
+    finally:
+        for client in clients:
+            client.close()
+        await stream.close()
+    # The sessions' end ends their flows on the agent.
+    await eventually_async(lambda: agent.server.open_flows == 0, what="flows ended")
+
+
+async def test_an_idle_session_ends_its_flow(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    stream = await flow_stream(backend, tunnel, udp_timeout=0.2)
+    try:
+        with udp_client(stream.local_addr) as client:
+            client.send(b"hello")
+            assert (await recv_datagram(client))[0] == b"hello"
+            assert agent.server.open_flows == 1
+            await eventually_async(lambda: stream.stats.active == 0, what="session expired")
+            await eventually_async(lambda: agent.server.open_flows == 0, what="flow ended")
+    finally:
+        await stream.close()
+
+
+async def test_a_lost_connection_ends_the_sessions_and_the_next_datagram_reconnects(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    stream = await flow_stream(backend, tunnel)
+    try:
+        with udp_client(stream.local_addr) as client:
+            client.send(b"one")
+            assert (await recv_datagram(client))[0] == b"one"
+            (link,) = agent.server.links
+            link.close()  # the agent ends the daemon's connection (e.g. it restarts)
+            await eventually_async(lambda: stream.stats.active == 0, what="session ended")
+            client.send(b"two")  # a new session, a new connection, a new flow
+            assert (await recv_datagram(client))[0] == b"two"
+            assert stream.stats.total == 2 and agent.server.flows == 2
+    finally:
+        await stream.close()
+
+
+async def test_the_agent_ending_one_flow_ends_only_its_session(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    stream = await flow_stream(backend, tunnel)
+    try:
+        with udp_client(stream.local_addr) as a, udp_client(stream.local_addr) as b:
+            for client in (a, b):
+                client.send(b"hi")
+                assert (await recv_datagram(client))[0] == b"hi"
+            (link,) = agent.server.links
+            first = min(link.flows)
+            link._end(first)
+            await eventually_async(lambda: stream.stats.active == 1, what="one session ended")
+            b.send(b"still")
+            a.send(b"again")
+            assert (await recv_datagram(b))[0] == b"still"
+            assert (await recv_datagram(a))[0] == b"again"
+            assert stream.stats.total == 3
+    finally:
+        await stream.close()
+
+
+async def test_refusals(
+    certs: CertFiles, backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel, tmp_path: Path
+) -> None:
+    with pytest.raises(ConnectionRefusedError, match="refused the destination"):
+        await tunnel.open(backend[0], backend[1] + 1, lambda _: None)
+    other = create_certs(tmp_path / "other", [LOCAL])
+    # A client certificate from another CA; the agent's own certificate (not for clients).
+    for cert, key in ((other.daemon, other.daemon_key), (certs.agent, certs.agent_key)):
+        stranger = agent.tunnel(certs.ca, cert, key)
+        try:
+            with pytest.raises(ConnectionRefusedError, match="connection ended"):
+                await stranger.open(*backend, lambda _: None)
+        finally:
+            await stranger.close()
+    # The daemon checks the agent too: an agent whose certificate another CA signed.
+    wrong_ca = agent.tunnel(other.ca, certs.daemon, certs.daemon_key)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await wrong_ca.open(*backend, lambda _: None)
+    finally:
+        await wrong_ca.close()
+    assert agent.server.refused == 3 and agent.server.flows == 0
+
+
+async def test_a_session_to_a_refused_member_fails_over_at_the_next_datagram(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    stream = await flow_stream(backend, tunnel)
+    refused = (backend[0], backend[1] + 1)  # not on the agent's allow-list
+    pool = stream.set_pool([MemberSpec("good", backend), MemberSpec("bad", refused)])
+    try:
+        replies = 0
+        for _ in range(6):
+            with udp_client(stream.local_addr) as client:
+                client.send(b"x")
+                try:
+                    await recv_datagram(client, 1)
+                    replies += 1
+                except TimeoutError:
+                    pass
+        bad = pool.member("bad")
+        assert bad is not None and bad.failures == 1 and "refused" in str(bad.last_error)
+        assert replies == 5  # only the first datagram to the bad member was lost
+    finally:
+        await stream.close()
+
+
+async def test_udp_health_probe_through_the_flow(
+    backend: tuple[str, int], tunnel: DatagramTunnel
+) -> None:
+    class Via:
+        open_flow = staticmethod(tunnel.open)
+
+        async def probe(self, host: str, port: int, timeout: float) -> None:
+            raise AssertionError("a UDP route is not probed over TCP")
+
+    good = probe_for("udp", backend, HealthCheck(send="ping", expect="ping", timeout=2), Via())
+    wrong = probe_for("udp", backend, HealthCheck(send="ping", expect="pong", timeout=2), Via())
+    assert good is not None and wrong is not None
+    await good()
+    with pytest.raises(ProbeFailed, match="unexpected reply"):
+        await wrong()
+    refused = probe_for("udp", (backend[0], backend[1] + 1), HealthCheck(send="x"), Via())
+    assert refused is not None
+    with pytest.raises(OSError):
+        await refused()
