@@ -381,11 +381,8 @@ class OursAgent(Ours):
         return super()._ready() and _echoes(HOST, self.listen.echo)
 
     def stop(self) -> None:
-        # The daemon first, so its tunnels end before the agent does. A tunnel cannot pass a
-        # client's FIN on (docs/agent-protocol.md 3.6): connections whose client has closed
-        # stay open against the backend (which waits for that FIN), and the daemon would
-        # drain them for its full 5 s on SIGTERM (a second SIGTERM does not cut that drain
-        # short either). The measurement is over: give it DAEMON_GRACE_S, then SIGKILL.
+        # The daemon first, so its tunnels and flows end before the agent does. The
+        # measurement is over: give it DAEMON_GRACE_S to drain, then SIGKILL.
         if self.proc is not None:
             procs.stop(self.proc, grace=DAEMON_GRACE_S)
             self.proc = None
