@@ -1,13 +1,13 @@
 """The agent's datagram channel: a QUIC server (mutual TLS, ALPN ``godoxy-streams-datagram/1``)
 on the agent's port number, over UDP, that relays UDP flows to the host's containers.
 
-Each flow is a QUIC stream the daemon opens with the stream header (``header``). Once the
-destination passes the same allow-list as a TCP tunnel (UDP this time), the agent opens a
-UDP socket connected to it, answers ``PROBE_OK``, and relays: the flow's DATAGRAM frames (and
-records on its stream, for datagrams too large for a frame) to the destination, replies back
-the same way. The daemon's end of the stream ends the flow; a refused header or destination,
-or a socket that cannot be opened, ends the stream with no answer. For a probe header the
-agent answers and ends the flow at once. See ``quic`` for the framing and the certificates.
+A daemon opens a flow with an OPEN message (the stream header, ``header``) on the connection's
+control stream. Once the destination passes the same allow-list as a TCP tunnel (UDP this
+time), the agent opens a UDP socket connected to it, answers ANSWER, and relays: the flow's
+DATAGRAM frames (and DATA messages, for datagrams too large for a frame) to the destination,
+replies back the same way. END from the daemon ends the flow; a refused header or destination,
+or a socket that cannot be opened, is answered END alone. For a probe header the agent
+answers ANSWER, then END at once. See ``quic`` for the wire format and the certificates.
 """
 
 from __future__ import annotations
@@ -18,26 +18,22 @@ from functools import partial
 from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    DatagramFrameReceived,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-    StreamReset,
-)
+from aioquic.quic.events import HandshakeCompleted, QuicEvent
 from aioquic.quic.packet import QuicErrorCode
 from loguru import logger
 
 from godoxy_streams.agent.destinations import Destinations
-from godoxy_streams.agent.header import HEADER_SIZE, PROBE_OK, HeaderError, decode
+from godoxy_streams.agent.header import HeaderError, decode
 from godoxy_streams.agent.quic import (
+    ANSWER,
+    DATA,
+    END,
+    MAX_FLOWS,
+    OPEN,
     FlowLink,
-    Records,
     ask_for_client_certificate,
     client_certificate_error,
     flow_prefix,
-    split_datagram,
 )
 from godoxy_streams.errors import EngineError
 
@@ -45,18 +41,17 @@ from godoxy_streams.errors import EngineError
 class AgentFlow(asyncio.DatagramProtocol):
     """One flow on the agent: a UDP socket connected to the destination."""
 
-    def __init__(self, link: AgentLink, stream_id: int) -> None:
+    def __init__(self, link: AgentLink, flow: int) -> None:
         self.link = link
-        self.stream_id = stream_id
-        self.prefix = flow_prefix(stream_id)
-        self.records = Records()
+        self.flow = flow
+        self.prefix = flow_prefix(flow)
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.link.send_datagram(self.stream_id, self.prefix, data)
+        self.link.send_datagram(self.flow, self.prefix, data)
 
     def error_received(self, exc: Exception) -> None:
         """An ICMP error of an earlier send (e.g. port unreachable): UDP carries on."""
@@ -70,17 +65,6 @@ class AgentFlow(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-class _Opening:
-    """A flow whose header is arriving or whose destination is being checked."""
-
-    __slots__ = ("data", "task", "ended")
-
-    def __init__(self) -> None:
-        self.data = b""
-        self.task: asyncio.Task[None] | None = None
-        self.ended = False
-
-
 class AgentLink(FlowLink):
     """One daemon's QUIC connection to the agent."""
 
@@ -90,28 +74,13 @@ class AgentLink(FlowLink):
         self.server = server
         self.trusted = False
         self.flows: dict[int, AgentFlow] = {}
-        self.opening: dict[int, _Opening] = {}
-        self.refused: set[int] = set()  # streams refused whose end has not come yet
+        self.opening: dict[int, asyncio.Task[None]] = {}
 
     def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, ConnectionTerminated):
-            self._terminated()
-        elif isinstance(event, HandshakeCompleted):
+        if isinstance(event, HandshakeCompleted):
             self._verify()
-        elif not self.trusted:
-            return  # nothing is read before the client's certificate is verified
-        elif isinstance(event, DatagramFrameReceived):
-            try:
-                stream_id, payload = split_datagram(event.data)
-            except ValueError:
-                return
-            flow = self.flows.get(stream_id)
-            if flow is not None:
-                flow.send(payload)
-        elif isinstance(event, StreamDataReceived):
-            self._stream_data(event.stream_id, event.data, event.end_stream)
-        elif isinstance(event, StreamReset):
-            self._stream_data(event.stream_id, b"", True)
+        elif self.trusted:  # nothing is read before the client's certificate is verified
+            super().quic_event_received(event)
 
     def _verify(self) -> None:
         error = client_certificate_error(self._quic)
@@ -121,101 +90,92 @@ class AgentLink(FlowLink):
             return
         self.server.refused += 1
         logger.warning(f"datagram connection from {self._peer()} refused: {error}")
-        self._quic.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=error)
+        self.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=error)
 
     def _peer(self) -> str:
         paths = self._quic._network_paths
         return str(paths[0].addr) if paths else "?"
 
-    def _stream_data(self, stream_id: int, data: bytes, ended: bool) -> None:
-        flow = self.flows.get(stream_id)
-        if flow is not None:
-            for payload in flow.records.feed(data):
-                flow.send(payload)
-            if ended:
-                self._end(stream_id)
-            return
-        if stream_id in self.refused:
-            if ended:
-                self.refused.discard(stream_id)
-            return
-        if stream_id & 0x3:  # only streams the daemon opened, in both directions, are flows
-            return
-        opening = self.opening.get(stream_id)
-        if opening is None:
-            opening = self.opening[stream_id] = _Opening()
-        opening.data += data
-        opening.ended |= ended
-        if opening.task is None:
-            if len(opening.data) >= HEADER_SIZE:
-                opening.task = asyncio.ensure_future(self._open(stream_id, opening))
-            elif ended:
-                del self.opening[stream_id]
-                self._refuse(stream_id, "bad stream header: too short", peer_ended=True)
+    def on_datagram(self, flow: int, payload: bytes) -> None:
+        sink = self.flows.get(flow)
+        if sink is not None:
+            sink.send(payload)
 
-    async def _open(self, stream_id: int, opening: _Opening) -> None:
+    def on_message(self, kind: int, flow: int, body: bytes) -> None:
+        if kind == DATA:
+            self.on_datagram(flow, body)
+        elif kind == OPEN:
+            if flow in self.flows or flow in self.opening:
+                return self.protocol_error(f"flow {flow} opened twice")
+            if len(self.flows) + len(self.opening) >= MAX_FLOWS:
+                return self._refuse(flow, f"{MAX_FLOWS} flows open already")
+            self.opening[flow] = asyncio.ensure_future(self._open(flow, body))
+        elif kind == END:
+            task = self.opening.pop(flow, None)
+            if task is not None:
+                task.cancel()
+            sink = self.flows.pop(flow, None)
+            if sink is not None:
+                sink.close()
+        else:
+            self.protocol_error(f"unexpected control message type {kind}")
+
+    async def _open(self, flow: int, raw: bytes) -> None:
         try:
-            header = decode(opening.data[:HEADER_SIZE])
-        except HeaderError as exc:
-            return self._refuse(stream_id, f"bad stream header: {exc}", opening.ended)
-        try:
-            permitted = await self.server.destinations.permits("udp", header.host, header.port)
-        except EngineError as exc:
-            return self._refuse(stream_id, f"cannot check the destination: {exc}", opening.ended)
-        if not permitted:
-            why = f"udp {header.host}:{header.port} is not published by any label here"
-            return self._refuse(stream_id, why, opening.ended)
-        flow = AgentFlow(self, stream_id)
-        try:
-            await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: flow, remote_addr=(header.host, header.port)
-            )
-        except OSError as exc:
-            logger.warning(f"flow to {header.host}:{header.port} failed: {exc!r}")
-            return self._refuse(stream_id, None, opening.ended)
+            try:
+                header = decode(raw)
+            except HeaderError as exc:
+                return self._refuse(flow, f"bad stream header: {exc}")
+            try:
+                permitted = await self.server.destinations.permits("udp", header.host, header.port)
+            except EngineError as exc:
+                return self._refuse(flow, f"cannot check the destination: {exc}")
+            if not permitted:
+                why = f"udp {header.host}:{header.port} is not published by any label here"
+                return self._refuse(flow, why)
+            sink = AgentFlow(self, flow)
+            try:
+                await self._loop.create_datagram_endpoint(
+                    lambda: sink, remote_addr=(header.host, header.port)
+                )
+            except OSError as exc:
+                logger.warning(f"flow to {header.host}:{header.port} failed: {exc!r}")
+                return self._refuse(flow, None)
         finally:
-            self.opening.pop(stream_id, None)
-        if self._closed.is_set() or header.probe or opening.ended:
-            flow.close()
-            if not self._closed.is_set():
-                self._quic.send_stream_data(stream_id, PROBE_OK, end_stream=True)
-                self.flush_soon()
+            self.opening.pop(flow, None)
+        if self._closed.is_set():
+            sink.close()
             return
-        self.flows[stream_id] = flow
+        self.send_message(ANSWER, flow)
+        if header.probe:
+            sink.close()
+            self.send_message(END, flow)
+            return
+        self.flows[flow] = sink
         self.server.flows += 1
-        self._quic.send_stream_data(stream_id, PROBE_OK)
-        for payload in flow.records.feed(opening.data[HEADER_SIZE:]):
-            flow.send(payload)
-        self.flush_soon()
 
-    def _refuse(self, stream_id: int, why: str | None, peer_ended: bool) -> None:
-        """End a stream with no answer (``why``: a refusal, counted and logged); until the
-        daemon's end of it arrives (``peer_ended``), later data on it is ignored."""
-        self.opening.pop(stream_id, None)
+    def _refuse(self, flow: int, why: str | None) -> None:
+        """Answer END alone (``why``: a refusal, counted and logged)."""
         if why is not None:
             self.server.refused += 1
             logger.warning(f"flow from {self._peer()} refused: {why}")
-        if self._closed.is_set():
-            return
-        if not peer_ended:
-            self.refused.add(stream_id)
-        self._quic.send_stream_data(stream_id, b"", end_stream=True)
-        self.flush_soon()
+        if not self._closed.is_set():
+            self.send_message(END, flow)
 
-    def _end(self, stream_id: int) -> None:
-        flow = self.flows.pop(stream_id)
-        flow.close()
-        self._quic.send_stream_data(stream_id, b"", end_stream=True)
-        self.flush_soon()
+    def end(self, flow: int) -> None:
+        """End a flow from the agent's side."""
+        sink = self.flows.pop(flow, None)
+        if sink is not None:
+            sink.close()
+            self.send_message(END, flow)
 
-    def _terminated(self) -> None:
+    def on_terminated(self, why: str) -> None:
         self.server.links.discard(self)
-        for opening in self.opening.values():
-            if opening.task is not None:
-                opening.task.cancel()
+        for task in self.opening.values():
+            task.cancel()
         self.opening.clear()
-        for flow in self.flows.values():
-            flow.close()
+        for sink in self.flows.values():
+            sink.close()
         self.flows.clear()
 
 

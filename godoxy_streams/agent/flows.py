@@ -1,6 +1,6 @@
 """The daemon's side of the agent's datagram channel: UDP flows to destinations on the
 agent's host, all carried by one QUIC connection per agent (made on first use, again after
-it is lost, kept alive by pings while flows are open).
+it is lost, kept alive by pings while flows are open), numbered by this end.
 
 ``DatagramTunnel.open`` gives a UDP session what a connected UDP socket would: a datagram
 socket (one end of a socket pair) whose sends reach the destination and whose reads are
@@ -19,22 +19,16 @@ from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    DatagramFrameReceived,
-    QuicEvent,
-    StreamDataReceived,
-    StreamReset,
-)
 
-from godoxy_streams.agent.header import PROBE_OK, StreamHeader
-from godoxy_streams.agent.quic import FlowLink, Records, flow_prefix, split_datagram
+from godoxy_streams.agent.header import StreamHeader
+from godoxy_streams.agent.quic import ANSWER, DATA, END, OPEN, FlowLink, flow_prefix
 
 OnLost = Callable[[socket.socket], None]
 CONNECT_TIMEOUT = 5.0
 KEEPALIVE = 15.0  # seconds between pings while flows are open (the idle timeout is 60)
 BATCH = 256  # datagrams read from a session's socket per readiness callback
 BUFFER = 1 << 20  # socket-pair buffer each way (the kernel may cap it)
+FLOW_NUMBERS = 1 << 32  # flows one connection can number; then the next connection is made
 
 
 class FlowSocket(socket.socket):
@@ -52,16 +46,14 @@ class FlowSocket(socket.socket):
 
 
 class Flow:
-    """One flow: the tunnel's end of the socket pair and the QUIC stream it is relayed on."""
+    """One flow: the tunnel's end of the socket pair, and the flow number it travels under."""
 
-    def __init__(self, link: DaemonLink, stream_id: int, on_lost: OnLost) -> None:
+    def __init__(self, link: DaemonLink, number: int, on_lost: OnLost) -> None:
         self.link = link
-        self.stream_id = stream_id
-        self.prefix = flow_prefix(stream_id)
-        self.records = Records()
+        self.number = number
+        self.prefix = flow_prefix(number)
         self.on_lost = on_lost
         self.answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.early = b""  # bytes after the answer, in the same read
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for sock in (ours, theirs):
             sock.setblocking(False)
@@ -72,19 +64,11 @@ class Flow:
         self.session_end.flow = self
         self.open = True
 
-    def answered(self, data: bytes) -> None:
-        """Stream bytes before the flow relays: the agent's answer (then records)."""
-        self.early += data
-        if len(self.early) >= len(PROBE_OK) and not self.answer.done():
-            if self.early[: len(PROBE_OK)] != PROBE_OK:
-                self.answer.set_exception(ConnectionRefusedError("unexpected agent answer"))
-                return
+    def answered(self) -> None:
+        """The agent reached the destination: relay from now on."""
+        if not self.answer.done():
             self.answer.set_result(None)
-            self.start()
-            self.received(self.early[len(PROBE_OK) :])
-
-    def start(self) -> None:
-        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         recv = self.sock.recv
@@ -96,11 +80,7 @@ class Flow:
                 return
             except OSError:
                 continue
-            send(self.stream_id, self.prefix, data)
-
-    def received(self, data: bytes) -> None:
-        for payload in self.records.feed(data):
-            self.deliver(payload)
+            send(self.number, self.prefix, data)
 
     def deliver(self, payload: bytes) -> None:
         try:
@@ -109,9 +89,9 @@ class Flow:
             self.link.dropped += 1  # the session is not reading fast enough
 
     def finish(self) -> None:
-        """The session closed its end: end the flow (the stream's end tells the agent)."""
+        """The session closed its end: end the flow (END tells the agent)."""
         if self._stop():
-            self.link.end_flow(self.stream_id)
+            self.link.end_flow(self.number)
 
     def lost(self, why: str = "the agent refused the destination or could not reach it") -> None:
         """The agent ended the flow, or the connection is gone: end the session too."""
@@ -136,22 +116,31 @@ class DaemonLink(FlowLink):
     def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
         super().__init__(quic)
         self.flows: dict[int, Flow] = {}
+        self._next = 0
         self._keepalive: asyncio.TimerHandle | None = None
 
     def open_flow(self, header: StreamHeader, on_lost: OnLost) -> Flow:
         raw = header.encode()
-        stream_id = self._quic.get_next_available_stream_id()
-        flow = self.flows[stream_id] = Flow(self, stream_id, on_lost)
-        self._quic.send_stream_data(stream_id, raw)
-        self.transmit()
+        number, self._next = self._next, self._next + 1
+        flow = self.flows[number] = Flow(self, number, on_lost)
+        self.send_message(OPEN, number, raw)
         if self._keepalive is None:
             self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
         return flow
 
-    def end_flow(self, stream_id: int) -> None:
-        if self.flows.pop(stream_id, None) is not None and not self._closed.is_set():
-            self._quic.send_stream_data(stream_id, b"", end_stream=True)
-            self.flush_soon()
+    @property
+    def spent(self) -> bool:
+        """Every flow number is used: new flows go on a new connection."""
+        return self._next >= FLOW_NUMBERS
+
+    def end_flow(self, number: int) -> None:
+        if self.flows.pop(number, None) is not None and not self._closed.is_set():
+            self.send_message(END, number)
+            self._close_when_spent()
+
+    def _close_when_spent(self) -> None:
+        if self.spent and not self.flows:
+            self.close()
 
     def _ping(self) -> None:
         self._keepalive = None
@@ -160,41 +149,33 @@ class DaemonLink(FlowLink):
             self.transmit()
             self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, DatagramFrameReceived):
-            try:
-                stream_id, payload = split_datagram(event.data)
-            except ValueError:
-                return
-            flow = self.flows.get(stream_id)
-            if flow is not None and flow.answer.done():
-                flow.deliver(payload)
-        elif isinstance(event, StreamDataReceived):
-            flow = self.flows.get(event.stream_id)
-            if flow is None:
-                return
-            if flow.answer.done():
-                flow.received(event.data)
-            else:
-                flow.answered(event.data)
-            if event.end_stream:
-                self._lost(event.stream_id)
-        elif isinstance(event, StreamReset):
-            self._lost(event.stream_id)
-        elif isinstance(event, ConnectionTerminated):
-            if self._keepalive is not None:
-                self._keepalive.cancel()
-            why = f"the agent's connection ended: {event.reason_phrase or event.error_code}"
-            for flow in self.flows.values():
-                flow.lost(why)
-            self.flows.clear()
+    def on_datagram(self, number: int, payload: bytes) -> None:
+        flow = self.flows.get(number)
+        if flow is not None and flow.answer.done():
+            flow.deliver(payload)
 
-    def _lost(self, stream_id: int) -> None:
-        flow = self.flows.pop(stream_id, None)
-        if flow is not None:
-            if not self._closed.is_set():
-                self._quic.send_stream_data(stream_id, b"", end_stream=True)
+    def on_message(self, kind: int, number: int, body: bytes) -> None:
+        if kind == DATA:
+            self.on_datagram(number, body)
+            return
+        flow = self.flows.get(number)
+        if flow is None:
+            return  # a flow this end has ended already
+        if kind == ANSWER:
+            flow.answered()
+        elif kind == END:
+            del self.flows[number]
             flow.lost()
+            self._close_when_spent()
+        else:
+            self.protocol_error(f"unexpected control message type {kind}")
+
+    def on_terminated(self, why: str) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        for flow in self.flows.values():
+            flow.lost(f"the agent's connection ended: {why}")
+        self.flows.clear()
 
 
 class DatagramTunnel:
@@ -210,7 +191,7 @@ class DatagramTunnel:
     async def _connected(self) -> DaemonLink:
         async with self._connecting:
             link = self._link
-            if link is not None and not link._closed.is_set():
+            if link is not None and not link._closed.is_set() and not link.spent:
                 return link
             loop = asyncio.get_running_loop()
             quic = QuicConnection(configuration=self.configuration)

@@ -24,7 +24,7 @@ import pytest
 from godoxy_streams.agent.certs import client_context
 from godoxy_streams.agent.flows import DatagramTunnel, Flow
 from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM, HEADER_SIZE, PROBE_OK, StreamHeader
-from godoxy_streams.agent.quic import client_configuration
+from godoxy_streams.agent.quic import OPEN, client_configuration
 from tests.docker.conftest import Daemon
 from tests.docker.kit import container_ip
 from tests.helpers import eventually, free_port, tcp_connectable, udp_exchange
@@ -382,12 +382,10 @@ async def test_flow_refusals(run_container: Any, ns: str, agent: Agent) -> None:
             with pytest.raises(ConnectionRefusedError):
                 await tunnel.open(host, port, lambda _: None)
         link = await tunnel._connected()
-        stream_id = link._quic.get_next_available_stream_id()
         corrupted = bytearray(StreamHeader(ip, 7).encode())
         corrupted[20] ^= 0x01
-        raw = link.flows[stream_id] = Flow(link, stream_id, lambda _: None)
-        link._quic.send_stream_data(stream_id, bytes(corrupted))
-        link.transmit()
+        raw = link.flows[1000] = Flow(link, 1000, lambda _: None)
+        link.send_message(OPEN, 1000, bytes(corrupted))
         with pytest.raises(ConnectionRefusedError):
             await asyncio.wait_for(raw.answer, 5)
         raw.session_end.close()

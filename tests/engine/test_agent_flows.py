@@ -170,8 +170,7 @@ async def test_the_agent_ending_one_flow_ends_only_its_session(
                 client.send(b"hi")
                 assert (await recv_datagram(client))[0] == b"hi"
             (link,) = agent.server.links
-            first = min(link.flows)
-            link._end(first)
+            link.end(min(link.flows))
             await eventually_async(lambda: stream.stats.active == 1, what="one session ended")
             b.send(b"still")
             a.send(b"again")

@@ -1,5 +1,5 @@
-"""The datagram channel's framing: flow numbers as QUIC variable-length integers, and the
-length-prefixed records a flow's stream carries, reassembled from any split."""
+"""The datagram channel's wire format: flow numbers as QUIC variable-length integers in
+DATAGRAM frames, and the control messages of the control stream, reassembled from any split."""
 
 from __future__ import annotations
 
@@ -7,32 +7,41 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from godoxy_streams.agent.quic import Records, flow_prefix, record, split_datagram
+from godoxy_streams.agent.header import HEADER_SIZE, StreamHeader
+from godoxy_streams.agent.quic import (
+    ANSWER,
+    DATA,
+    END,
+    OPEN,
+    ControlReader,
+    ProtocolError,
+    flow_prefix,
+    message,
+    split_datagram,
+)
 
 
 @pytest.mark.parametrize(
-    ("stream_id", "prefix"),
+    ("flow", "prefix"),
     [
         (0, b"\x00"),
-        (4, b"\x01"),
-        (63 * 4, b"\x3f"),
-        (64 * 4, b"\x40\x40"),
-        (16383 * 4, b"\x7f\xff"),
-        (16384 * 4, b"\x80\x00\x40\x00"),
-        ((2**30 - 1) * 4, b"\xbf\xff\xff\xff"),
-        (2**30 * 4, b"\xc0\x00\x00\x00\x40\x00\x00\x00"),
+        (1, b"\x01"),
+        (63, b"\x3f"),
+        (64, b"\x40\x40"),
+        (16383, b"\x7f\xff"),
+        (16384, b"\x80\x00\x40\x00"),
+        (2**30 - 1, b"\xbf\xff\xff\xff"),
+        (2**30, b"\xc0\x00\x00\x00\x40\x00\x00\x00"),
     ],
 )
-def test_flow_numbers_are_quic_varints_of_the_quarter_stream_id(
-    stream_id: int, prefix: bytes
-) -> None:
-    assert flow_prefix(stream_id) == prefix
-    assert split_datagram(prefix + b"payload") == (stream_id, b"payload")
+def test_flow_numbers_are_quic_varints(flow: int, prefix: bytes) -> None:
+    assert flow_prefix(flow) == prefix
+    assert split_datagram(prefix + b"payload") == (flow, b"payload")
 
 
-@given(st.integers(0, 2**60).map(lambda n: n * 4), st.binary(max_size=64))
-def test_every_flow_number_round_trips(stream_id: int, payload: bytes) -> None:
-    assert split_datagram(flow_prefix(stream_id) + payload) == (stream_id, payload)
+@given(st.integers(0, 2**62 - 1), st.binary(max_size=64))
+def test_every_flow_number_round_trips(flow: int, payload: bytes) -> None:
+    assert split_datagram(flow_prefix(flow) + payload) == (flow, payload)
 
 
 @pytest.mark.parametrize("frame", [b"", b"\x40", b"\x80\x00\x01", b"\xc0" + bytes(6)])
@@ -41,22 +50,42 @@ def test_a_truncated_flow_number_is_refused(frame: bytes) -> None:
         split_datagram(frame)
 
 
-@given(
-    st.lists(st.binary(max_size=3000), max_size=8),
-    st.lists(st.integers(1, 4000), max_size=20),
+def test_message_layouts() -> None:
+    header = StreamHeader("172.17.0.2", 53).encode()
+    assert message(OPEN, 7, header) == b"\x01\x00\x00\x00\x07" + header
+    assert message(ANSWER, 7) == b"\x02\x00\x00\x00\x07"
+    assert message(END, 2**32 - 1) == b"\x03\xff\xff\xff\xff"
+    assert message(DATA, 1, b"hi") == b"\x04\x00\x00\x00\x01\x00\x02hi"
+    assert len(message(OPEN, 0, header)) == 5 + HEADER_SIZE
+
+
+messages = st.one_of(
+    st.tuples(st.just(OPEN), st.integers(0, 2**32 - 1), st.just(StreamHeader("h", 1).encode())),
+    st.tuples(st.sampled_from([ANSWER, END]), st.integers(0, 2**32 - 1), st.just(b"")),
+    st.tuples(st.just(DATA), st.integers(0, 2**32 - 1), st.binary(max_size=3000)),
 )
-def test_records_reassemble_from_any_split(payloads: list[bytes], cuts: list[int]) -> None:
-    wire = b"".join(record(p) for p in payloads)
-    records = Records()
-    out: list[bytes] = []
+
+
+@given(st.lists(messages, max_size=12), st.lists(st.integers(1, 4000), max_size=20))
+def test_control_messages_reassemble_from_any_split(
+    sent: list[tuple[int, int, bytes]], cuts: list[int]
+) -> None:
+    wire = b"".join(message(*m) for m in sent)
+    reader = ControlReader()
+    got: list[tuple[int, int, bytes]] = []
     at = 0
     for cut in cuts:
-        out += records.feed(wire[at : at + cut])
+        got += reader.feed(wire[at : at + cut])
         at += cut
-    out += records.feed(wire[at:])
-    assert out == payloads and records.buffer == b""
+    got += reader.feed(wire[at:])
+    assert got == sent and reader.buffer == b""
 
 
-def test_the_largest_udp_payload_fits_a_record() -> None:
+def test_the_largest_udp_payload_fits_a_data_message() -> None:
     payload = bytes(65507)
-    assert Records().feed(record(payload)) == [payload]
+    assert ControlReader().feed(message(DATA, 3, payload)) == [(DATA, 3, payload)]
+
+
+def test_an_unknown_message_type_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="type 9"):
+        ControlReader().feed(b"\x09\x00\x00\x00\x01")
