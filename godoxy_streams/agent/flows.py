@@ -13,6 +13,7 @@ datagram opens a new flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from godoxy_streams.agent.quic import ANSWER, DATA, END, OPEN, FlowLink, flow_pr
 
 OnLost = Callable[[socket.socket], None]
 CONNECT_TIMEOUT = 5.0
+RETRY_AFTER = 1.0  # after a failed connect, new flows fail at once for this long
+CLOSE_TIMEOUT = 2.0
 KEEPALIVE = 15.0  # seconds between pings while flows are open (the idle timeout is 60)
 BATCH = 256  # datagrams read from a session's socket per readiness callback
 BUFFER = 1 << 20  # socket-pair buffer each way (the kernel may cap it)
@@ -185,8 +188,9 @@ class DatagramTunnel:
         self.host, self.port = host, port
         self.configuration = configuration
         self._link: DaemonLink | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._watches: set[asyncio.Task[None]] = set()
         self._connecting = asyncio.Lock()
+        self._failed: tuple[float, str] | None = None  # when the last connect failed, why
 
     async def _connected(self) -> DaemonLink:
         async with self._connecting:
@@ -194,37 +198,45 @@ class DatagramTunnel:
             if link is not None and not link._closed.is_set() and not link.spent:
                 return link
             loop = asyncio.get_running_loop()
+            if self._failed is not None and loop.time() - self._failed[0] < RETRY_AFTER:
+                # Sessions that wait here fail at once, not CONNECT_TIMEOUT each in turn.
+                raise ConnectionRefusedError(self._failed[1])
             quic = QuicConnection(configuration=self.configuration)
             _, link = await loop.create_datagram_endpoint(
                 lambda: DaemonLink(quic), remote_addr=(self.host, self.port)
             )
+            watch = asyncio.ensure_future(self._forget(link))
+            self._watches.add(watch)
+            watch.add_done_callback(self._watches.discard)
             try:
                 link.connect((self.host, self.port))
                 await asyncio.wait_for(link.wait_connected(), CONNECT_TIMEOUT)
+            except (ConnectionError, TimeoutError) as exc:
+                why = f"agent {self.host}:{self.port} (QUIC): {str(exc) or 'no answer'}"
+                self._failed = (loop.time(), why)
+                link.close()
+                raise ConnectionRefusedError(why) from exc
             except BaseException:
                 link.close()
-                link._transport.close()  # type: ignore[union-attr]
                 raise
-            self._watch = asyncio.ensure_future(self._forget(link))
+            self._failed = None
             self._link = link
             return link
 
     async def _forget(self, link: DaemonLink) -> None:
-        await link.wait_closed()
-        if self._link is link:
-            self._link = None
-        if link._transport is not None:
-            link._transport.close()
+        """Once a connection has ended: forget it, close its socket."""
+        try:
+            await link.wait_closed()
+        finally:
+            if self._link is link:
+                self._link = None
+            if link._transport is not None:
+                link._transport.close()
 
     async def open(self, host: str, port: int, on_lost: OnLost) -> socket.socket:
         """A datagram socket whose traffic is the flow to (host, port); ``OSError`` (e.g.
         ``ConnectionRefusedError``) when the agent cannot be reached or refuses it."""
-        try:
-            link = await self._connected()
-        except (ConnectionError, TimeoutError) as exc:
-            raise ConnectionRefusedError(
-                f"agent {self.host}:{self.port} (QUIC): {exc or 'no answer'}"
-            ) from exc
+        link = await self._connected()
         flow = link.open_flow(StreamHeader(host, port), on_lost)
         try:
             await asyncio.wait_for(asyncio.shield(flow.answer), CONNECT_TIMEOUT)
@@ -237,4 +249,7 @@ class DatagramTunnel:
         link = self._link
         if link is not None:
             link.close()
-            await link.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link.wait_closed(), CLOSE_TIMEOUT)
+        for watch in list(self._watches):
+            watch.cancel()

@@ -198,6 +198,7 @@ class FlowLink(QuicConnectionProtocol):
         super().__init__(quic)
         self.dropped = 0  # datagrams dropped while the congestion window was full
         self.control = ControlReader()
+        self.violated = False  # closing for a protocol violation: read nothing more
         self._flush_pending = False
 
     def send_message(self, kind: int, flow: int, body: bytes = b"") -> None:
@@ -238,6 +239,8 @@ class FlowLink(QuicConnectionProtocol):
         self.transmit()
 
     def quic_event_received(self, event: QuicEvent) -> None:
+        if self.violated and not isinstance(event, ConnectionTerminated):
+            return
         if isinstance(event, DatagramFrameReceived):
             try:
                 flow, payload = split_datagram(event.data)
@@ -252,6 +255,8 @@ class FlowLink(QuicConnectionProtocol):
             except ProtocolError as exc:
                 return self.protocol_error(str(exc))
             for kind, flow, body in messages:
+                if self.violated:
+                    return
                 self.on_message(kind, flow, body)
             if event.end_stream:
                 self.protocol_error("the control stream ended")
@@ -261,6 +266,7 @@ class FlowLink(QuicConnectionProtocol):
             self.on_terminated(event.reason_phrase or str(event.error_code))
 
     def protocol_error(self, why: str) -> None:
+        self.violated = True
         self.close(error_code=QuicErrorCode.PROTOCOL_VIOLATION, reason_phrase=why)
 
     def on_datagram(self, flow: int, payload: bytes) -> None:

@@ -5,13 +5,17 @@ end of a flow from either side, a lost connection, refusals, pools and UDP healt
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aioquic.quic.connection import QuicConnection
 
+from godoxy_streams.agent import flows
 from godoxy_streams.agent.certs import CertFiles, create_certs
 from godoxy_streams.agent.datagram_server import DatagramServer
 from godoxy_streams.agent.destinations import Destinations
@@ -247,3 +251,41 @@ async def test_udp_health_probe_through_the_flow(
     assert refused is not None
     with pytest.raises(OSError):
         await refused()
+
+
+async def test_sessions_fail_at_once_while_the_agent_is_unreachable(
+    certs: CertFiles, backend: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One connect attempt fails (no answer within the connect timeout); the sessions that
+    waited behind it, and new ones for a second, fail with it instead of trying in turn.
+    Once the agent answers, the next attempt connects."""
+    monkeypatch.setattr(flows, "CONNECT_TIMEOUT", 0.3)
+    attempts: list[QuicConnection] = []
+
+    def counted(**kwargs: Any) -> QuicConnection:
+        attempts.append(QuicConnection(**kwargs))
+        return attempts[-1]
+
+    monkeypatch.setattr(flows, "QuicConnection", counted)
+    agent = Agent(certs, [backend])  # not started: nothing answers on its port
+    tunnel = agent.tunnel(certs.ca, certs.daemon, certs.daemon_key)
+    try:
+        opens = [tunnel.open(*backend, lambda _: None) for _ in range(20)]
+        results = await asyncio.gather(*opens, return_exceptions=True)
+        assert all(isinstance(r, ConnectionRefusedError) for r in results), results
+        assert "no answer" in str(results[-1]) and len(attempts) == 1
+        await started(agent)
+
+        async def opened() -> bool:
+            try:
+                sock = await tunnel.open(*backend, lambda _: None)
+            except ConnectionRefusedError:
+                return False
+            sock.close()
+            return True
+
+        await eventually_async(opened, what="a flow once the agent answers")
+        assert len(attempts) == 2
+    finally:
+        await tunnel.close()
+        agent.server.close()
