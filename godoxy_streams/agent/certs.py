@@ -138,6 +138,7 @@ def create_certs(folder: Path, server_names: Sequence[str], *, days: int = 825) 
 
 def instructions(files: CertFiles, agent_address: str) -> str:
     """What to copy where, as plain text for the operator. Names files; never holds keys."""
+    port = agent_address.rpartition(":")[2]
     return f"""\
 Certificates created.
 
@@ -147,6 +148,7 @@ On the agent host, copy:
     {files.agent_key}   (private: mode 0600, readable only by the agent)
 and start the agent with them, e.g.:
     godoxy-streams agent --tls-ca ca.pem --tls-cert agent.pem --tls-key agent-key.pem
+It listens on {port}/tcp and {port}/udp (UDP flows over QUIC); the daemon must reach both.
 
 On the daemon host, copy:
     {files.ca}

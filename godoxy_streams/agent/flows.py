@@ -20,12 +20,16 @@ from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import HandshakeCompleted, QuicEvent
 
 from godoxy_streams.agent.header import StreamHeader
 from godoxy_streams.agent.quic import ANSWER, DATA, END, OPEN, FlowLink, flow_prefix
 
 OnLost = Callable[[socket.socket], None]
-CONNECT_TIMEOUT = 5.0
+# A connect attempt whose first packet is lost does not recover (aioquic's handshake probes
+# carry no ClientHello), so attempts are short and the next one starts afresh.
+CONNECT_TIMEOUT = 2.0
+ANSWER_TIMEOUT = 5.0  # for the agent's ANSWER to an OPEN
 RETRY_AFTER = 1.0  # after a failed connect, new flows fail at once for this long
 CLOSE_TIMEOUT = 2.0
 KEEPALIVE = 15.0  # seconds between pings while flows are open (the idle timeout is 60)
@@ -118,6 +122,7 @@ class DaemonLink(FlowLink):
 
     def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
         super().__init__(quic)
+        self.ready: asyncio.Future[None] = self._loop.create_future()  # the handshake's end
         self.flows: dict[int, Flow] = {}
         self._next = 0
         self._keepalive: asyncio.TimerHandle | None = None
@@ -173,7 +178,15 @@ class DaemonLink(FlowLink):
         else:
             self.protocol_error(f"unexpected control message type {kind}")
 
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted) and not self.ready.done():
+            self.ready.set_result(None)
+        super().quic_event_received(event)
+
     def on_terminated(self, why: str) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionRefusedError(why))
+            self.ready.exception()  # retrieved: whoever waited has been told, or gave up
         if self._keepalive is not None:
             self._keepalive.cancel()
         for flow in self.flows.values():
@@ -210,7 +223,7 @@ class DatagramTunnel:
             watch.add_done_callback(self._watches.discard)
             try:
                 link.connect((self.host, self.port))
-                await asyncio.wait_for(link.wait_connected(), CONNECT_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(link.ready), CONNECT_TIMEOUT)
             except (ConnectionError, TimeoutError) as exc:
                 why = f"agent {self.host}:{self.port} (QUIC): {str(exc) or 'no answer'}"
                 self._failed = (loop.time(), why)
@@ -239,7 +252,7 @@ class DatagramTunnel:
         link = await self._connected()
         flow = link.open_flow(StreamHeader(host, port), on_lost)
         try:
-            await asyncio.wait_for(asyncio.shield(flow.answer), CONNECT_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(flow.answer), ANSWER_TIMEOUT)
         except BaseException:
             flow.session_end.close()
             raise
