@@ -173,6 +173,7 @@ def server_context(ca: Path, cert: Path, key: Path, alpn: Sequence[str]) -> ssl.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _configure(ctx, ca, cert, key, alpn)
     ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.num_tickets = 0  # the daemon never resumes a session: tickets would cost each handshake
     return ctx
 
 
