@@ -9,8 +9,8 @@ dial through the agent's tunnel, both running the package's real code on loopbac
 logging, exactly as
 ``godoxy-streams agent`` sets them up. One difference: its allow-list of destinations is the
 fixed ``--allow`` set instead of what the local Docker engine's labelled containers publish
-(the bench backend is no container). ``Destinations.permits`` is the real one; only
-``refresh`` is replaced, so no engine is ever asked.
+(the bench backend is no container): ``FixedDestinations``, whose ``permits`` is the real one
+and which never asks an engine.
 
 ``daemon``: ``godoxy-streams run RUN-ARGS`` (the same settings, ``Daemon`` and loop as the
 ``ours`` subject) with one addition: the static routes' engine ("local") is given a
@@ -26,33 +26,19 @@ from __future__ import annotations
 import argparse
 import ssl
 import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
 
 from godoxy_streams.agent.certs import CertFiles, server_context
-from godoxy_streams.agent.destinations import Destinations
+from godoxy_streams.agent.destinations import FixedDestinations
 from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM
 from godoxy_streams.agent.quic import server_configuration
 from godoxy_streams.agent.server import serve_agent
 from godoxy_streams.engines import EngineSettings
 
 STATIC_ENGINE = "local"  # RouteOrigin.engine of a routes-file route
-NO_ENGINE = "unix:///nonexistent/docker.sock"  # never dialled: refresh is replaced below
-
-
-class FixedDestinations(Destinations):
-    """The agent's allow-list, fixed: the bench backend's ports instead of labels."""
-
-    def __init__(self, allowed: Iterable[tuple[str, int]]) -> None:
-        super().__init__(NO_ENGINE, "proxy")
-        self.allowed = frozenset((proto, *pair) for pair in allowed for proto in ("tcp", "udp"))
-        self._at = time.monotonic()
-
-    async def refresh(self) -> None:
-        self._at = time.monotonic()  # nothing to ask: the set never changes
+NO_ENGINE = "unix:///nonexistent/docker.sock"  # never dialled: the allow-list is fixed
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -76,7 +62,9 @@ async def _serve_agent(
         NO_ENGINE,
         "proxy",
         context,
-        destinations=FixedDestinations(allowed),
+        destinations=FixedDestinations(
+            (proto, *pair) for pair in allowed for proto in ("tcp", "udp")
+        ),
         datagrams=datagrams,
     )
 

@@ -7,62 +7,34 @@ time), the agent opens a UDP socket connected to it, answers ANSWER, and relays:
 DATAGRAM frames (and DATA messages, for datagrams too large for a frame) to the destination,
 replies back the same way. END from the daemon ends the flow; a refused header or destination,
 or a socket that cannot be opened, is answered END alone. For a probe header the agent
-answers ANSWER, then END at once. See ``quic`` for the wire format and the certificates.
+answers ANSWER, then END at once. New clients must first echo a Retry token (no state for
+spoofed sources) and at most ``HANDSHAKES_MAX`` handshakes are held at once. See ``quic`` for
+the certificates, ``flow_wire`` for the wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from functools import partial
 
-from aioquic.asyncio.server import QuicServer, serve
+from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import HandshakeCompleted, QuicEvent
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent
 from aioquic.quic.packet import QuicErrorCode
 from loguru import logger
 
 from godoxy_streams.agent.destinations import Destinations
+from godoxy_streams.agent.flow_link import FlowLink, SocketFlow
+from godoxy_streams.agent.flow_wire import ANSWER, END, OPEN
 from godoxy_streams.agent.header import HeaderError, decode
-from godoxy_streams.agent.quic import (
-    ANSWER,
-    DATA,
-    END,
-    MAX_FLOWS,
-    OPEN,
-    FlowLink,
-    ask_for_client_certificate,
-    client_certificate_error,
-    flow_prefix,
-)
+from godoxy_streams.agent.quic import ask_for_client_certificate, client_certificate_error
+from godoxy_streams.agent.quic_socket import QuicSocket, bind_quic
 from godoxy_streams.errors import EngineError
 
-
-class AgentFlow(asyncio.DatagramProtocol):
-    """One flow on the agent: a UDP socket connected to the destination."""
-
-    def __init__(self, link: AgentLink, flow: int) -> None:
-        self.link = link
-        self.flow = flow
-        self.prefix = flow_prefix(flow)
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        self.link.send_datagram(self.flow, self.prefix, data)
-
-    def error_received(self, exc: Exception) -> None:
-        """An ICMP error of an earlier send (e.g. port unreachable): UDP carries on."""
-
-    def send(self, payload: bytes) -> None:
-        if self.transport is not None:
-            self.transport.sendto(payload)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+MAX_FLOWS = 16384  # flows one daemon connection may have open (or opening) at once
+HANDSHAKES_MAX = 64  # connections not yet verified, at once; more are refused at once
 
 
 class AgentLink(FlowLink):
@@ -73,17 +45,35 @@ class AgentLink(FlowLink):
         ask_for_client_certificate(quic)
         self.server = server
         self.trusted = False
-        self.flows: dict[int, AgentFlow] = {}
+        self.flows: dict[int, SocketFlow] = {}
         self.opening: dict[int, asyncio.Task[None]] = {}
+        server.handshaking.add(self)
+        self.crowded = len(server.handshaking) > HANDSHAKES_MAX
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        super().datagram_received(data, addr)
+        if self.crowded and not self.trusted:
+            self.crowded = False
+            self.server.refused += 1
+            logger.warning(f"datagram connection from {addr} refused: too many handshakes")
+            self.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase="busy")
 
     def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, HandshakeCompleted):
+        if isinstance(event, ConnectionTerminated):
+            self.server.handshaking.discard(self)
+            if self.trusted:
+                super().quic_event_received(event)
+        elif isinstance(event, HandshakeCompleted):
             self._verify()
         elif self.trusted:  # nothing is read before the client's certificate is verified
             super().quic_event_received(event)
 
     def _verify(self) -> None:
-        error = client_certificate_error(self._quic)
+        self.server.handshaking.discard(self)
+        try:
+            error = client_certificate_error(self._quic)
+        except Exception as exc:  # a certificate the verifier chokes on is not trusted
+            error = f"client certificate: {exc!r}"
         if error is None:
             self.trusted = True
             self.server.links.add(self)
@@ -99,12 +89,10 @@ class AgentLink(FlowLink):
     def on_datagram(self, flow: int, payload: bytes) -> None:
         sink = self.flows.get(flow)
         if sink is not None:
-            sink.send(payload)
+            sink.deliver(payload)
 
     def on_message(self, kind: int, flow: int, body: bytes) -> None:
-        if kind == DATA:
-            self.on_datagram(flow, body)
-        elif kind == OPEN:
+        if kind == OPEN:
             if flow in self.flows or flow in self.opening:
                 return self.protocol_error(f"flow {flow} opened twice")
             if len(self.flows) + len(self.opening) >= MAX_FLOWS:
@@ -114,9 +102,7 @@ class AgentLink(FlowLink):
             task = self.opening.pop(flow, None)
             if task is not None:
                 task.cancel()
-            sink = self.flows.pop(flow, None)
-            if sink is not None:
-                sink.close()
+            self._drop(flow)
         else:
             self.protocol_error(f"unexpected control message type {kind}")
 
@@ -133,17 +119,15 @@ class AgentLink(FlowLink):
             if not permitted:
                 why = f"udp {header.host}:{header.port} is not published by any label here"
                 return self._refuse(flow, why)
-            sink = AgentFlow(self, flow)
             try:
-                await self._loop.create_datagram_endpoint(
-                    lambda: sink, remote_addr=(header.host, header.port)
-                )
+                sock = await _connected_socket(header.host, header.port)
             except OSError as exc:
                 logger.warning(f"flow to {header.host}:{header.port} failed: {exc!r}")
                 return self._refuse(flow, None)
         finally:
             self.opening.pop(flow, None)
-        if self._closed.is_set():
+        sink = SocketFlow(self, flow, sock)
+        if self._closed.is_set() or self.violated:
             sink.close()
             return
         self.send_message(ANSWER, flow)
@@ -152,6 +136,7 @@ class AgentLink(FlowLink):
             self.send_message(END, flow)
             return
         self.flows[flow] = sink
+        sink.start()
         self.server.flows += 1
 
     def _refuse(self, flow: int, why: str | None) -> None:
@@ -162,21 +147,40 @@ class AgentLink(FlowLink):
         if not self._closed.is_set():
             self.send_message(END, flow)
 
+    def _drop(self, flow: int) -> bool:
+        sink = self.flows.pop(flow, None)
+        if sink is None:
+            return False
+        sink.close()
+        return True
+
     def end(self, flow: int) -> None:
         """End a flow from the agent's side."""
-        sink = self.flows.pop(flow, None)
-        if sink is not None:
-            sink.close()
+        if self._drop(flow):
             self.send_message(END, flow)
 
     def on_terminated(self, why: str) -> None:
         self.server.links.discard(self)
+        self.server.dropped_before += self.dropped
         for task in self.opening.values():
             task.cancel()
         self.opening.clear()
-        for sink in self.flows.values():
-            sink.close()
-        self.flows.clear()
+        for flow in list(self.flows):
+            self._drop(flow)
+
+
+async def _connected_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to (host, port)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class DatagramServer:
@@ -186,24 +190,32 @@ class DatagramServer:
         self.configuration = configuration
         self.destinations = destinations
         self.links: set[AgentLink] = set()
+        self.handshaking: set[AgentLink] = set()
         self.flows = 0  # relayed since start
         self.refused = 0  # connections and flows
+        self.dropped_before = 0  # datagrams dropped by connections that have ended
+        self._socket: QuicSocket | None = None
         self._server: QuicServer | None = None
 
     @property
     def open_flows(self) -> int:
         return sum(len(link.flows) for link in self.links)
 
+    @property
+    def dropped(self) -> int:
+        return self.dropped_before + sum(link.dropped for link in self.links)
+
     async def start(self, host: str, port: int) -> None:
-        self._server = await serve(
-            host,
-            port,
+        self._server = QuicServer(
             configuration=self.configuration,
             create_protocol=partial(AgentLink, server=self),
+            retry=True,
         )
+        self._socket = await bind_quic(host, port, self._server)
 
     def close(self) -> None:
         for link in list(self.links):
             link.close()
+            link.on_terminated("the agent stopped")  # its flows' sockets close now
         if self._server is not None:
             self._server.close()

@@ -1,10 +1,13 @@
 """Where the agent may lead: the destinations that the host's running, labelled containers
-publish, by protocol, read from the engine (and reused for ``ALLOWED_TTL`` seconds)."""
+publish, by protocol, read from the engine (and reused for ``ALLOWED_TTL`` seconds); or a
+fixed set (``FixedDestinations``: an agent whose destinations are not containers, as the
+benchmark's backend)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 from godoxy_streams.docker_source import DockerSource
 from godoxy_streams.labels import ParseContext, parse_container
@@ -48,3 +51,15 @@ class Destinations:
                 if self._at < asked:
                     await self.refresh()
         return wanted in self.allowed
+
+
+class FixedDestinations(Destinations):
+    """A fixed allow-list of (protocol, host, port); the engine is never asked."""
+
+    def __init__(self, allowed: Iterable[tuple[str, str, int]]) -> None:
+        super().__init__("unix:///nonexistent.sock", "proxy")
+        self.allowed = frozenset(allowed)
+        self._at = time.monotonic()
+
+    async def refresh(self) -> None:
+        self._at = time.monotonic()  # nothing to ask: the set never changes

@@ -8,6 +8,11 @@ its replies; closing it ends the flow. So the session relay is the same code wit
 without an agent. When the flow ends from the agent's side (or its connection is lost),
 ``on_lost`` is called with that socket, so the session ends too and the client's next
 datagram opens a new flow.
+
+An agent that vanished without closing its connection (killed, its host cut off) sends no
+QUIC close: a flow whose ANSWER is late makes the daemon ping the connection, and a
+connection that does not answer the ping is closed (its flows and their sessions end), so
+the next flow connects afresh.
 """
 
 from __future__ import annotations
@@ -20,22 +25,25 @@ from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import HandshakeCompleted, QuicEvent
+from aioquic.quic.events import HandshakeCompleted, PingAcknowledged, QuicEvent
 
+from godoxy_streams.agent.flow_link import FlowLink, SocketFlow
+from godoxy_streams.agent.flow_wire import ANSWER, END, OPEN
 from godoxy_streams.agent.header import StreamHeader
-from godoxy_streams.agent.quic import ANSWER, DATA, END, OPEN, FlowLink, flow_prefix
 
 OnLost = Callable[[socket.socket], None]
 # A connect attempt whose first packet is lost does not recover (aioquic's handshake probes
 # carry no ClientHello), so attempts are short and the next one starts afresh.
 CONNECT_TIMEOUT = 2.0
 ANSWER_TIMEOUT = 5.0  # for the agent's ANSWER to an OPEN
+SUSPECT_AFTER = 1.0  # an ANSWER this late makes the daemon ping the connection...
+PING_TIMEOUT = 1.0  # ...which is closed unless the ping is answered this fast
 RETRY_AFTER = 1.0  # after a failed connect, new flows fail at once for this long
 CLOSE_TIMEOUT = 2.0
-KEEPALIVE = 15.0  # seconds between pings while flows are open (the idle timeout is 60)
-BATCH = 256  # datagrams read from a session's socket per readiness callback
+KEEPALIVE = 10.0  # seconds between pings while flows are open (the idle timeout is 30)
 BUFFER = 1 << 20  # socket-pair buffer each way (the kernel may cap it)
 FLOW_NUMBERS = 1 << 32  # flows one connection can number; then the next connection is made
+PING_UID = 1  # the keepalive's pings are 0
 
 
 class FlowSocket(socket.socket):
@@ -52,21 +60,21 @@ class FlowSocket(socket.socket):
         super().close()
 
 
-class Flow:
-    """One flow: the tunnel's end of the socket pair, and the flow number it travels under."""
+class Flow(SocketFlow):
+    """One flow: the tunnel's end of the socket pair (its ``sock``), the session's end
+    (``session_end``), and the agent's answer."""
+
+    __slots__ = ("on_lost", "answer", "session_end", "open")
 
     def __init__(self, link: DaemonLink, number: int, on_lost: OnLost) -> None:
-        self.link = link
-        self.number = number
-        self.prefix = flow_prefix(number)
-        self.on_lost = on_lost
-        self.answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         for sock in (ours, theirs):
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
-        self.sock = ours
+        super().__init__(link, number, ours)
+        self.on_lost = on_lost
+        self.answer: asyncio.Future[None] = link._loop.create_future()
         self.session_end = FlowSocket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=theirs.detach())
         self.session_end.flow = self
         self.open = True
@@ -75,29 +83,16 @@ class Flow:
         """The agent reached the destination: relay from now on."""
         if not self.answer.done():
             self.answer.set_result(None)
-            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        recv = self.sock.recv
-        send = self.link.send_datagram
-        for _ in range(BATCH):
-            try:
-                data = recv(65535)
-            except BlockingIOError:
-                return
-            except OSError:
-                continue
-            send(self.number, self.prefix, data)
-
-    def deliver(self, payload: bytes) -> None:
-        try:
-            self.sock.send(payload)
-        except OSError:
-            self.link.dropped += 1  # the session is not reading fast enough
+            self.start()
 
     def finish(self) -> None:
-        """The session closed its end: end the flow (END tells the agent)."""
+        """The session closed its end: send what it wrote last, then end the flow (END tells
+        the agent)."""
+        if self.reading and self.open:
+            self.limit = 1 << 30
+            self.readable()
         if self._stop():
+            assert isinstance(self.link, DaemonLink)
             self.link.end_flow(self.number)
 
     def lost(self, why: str = "the agent refused the destination or could not reach it") -> None:
@@ -111,9 +106,7 @@ class Flow:
         if not self.open:
             return False
         self.open = False
-        if self.answer.done() and self.answer.exception() is None:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
-        self.sock.close()
+        self.close()
         return True
 
 
@@ -126,6 +119,12 @@ class DaemonLink(FlowLink):
         self.flows: dict[int, Flow] = {}
         self._next = 0
         self._keepalive: asyncio.TimerHandle | None = None
+        self._pong: asyncio.Future[None] | None = None  # the answer to ``check``'s ping
+
+    @property
+    def usable(self) -> bool:
+        """Neither ended nor ending (a close sent or received), with flow numbers left."""
+        return self._quic._close_event is None and self._next < FLOW_NUMBERS
 
     def open_flow(self, header: StreamHeader, on_lost: OnLost) -> Flow:
         raw = header.encode()
@@ -136,18 +135,13 @@ class DaemonLink(FlowLink):
             self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
         return flow
 
-    @property
-    def spent(self) -> bool:
-        """Every flow number is used: new flows go on a new connection."""
-        return self._next >= FLOW_NUMBERS
-
     def end_flow(self, number: int) -> None:
         if self.flows.pop(number, None) is not None and not self._closed.is_set():
             self.send_message(END, number)
             self._close_when_spent()
 
     def _close_when_spent(self) -> None:
-        if self.spent and not self.flows:
+        if self._next >= FLOW_NUMBERS and not self.flows:
             self.close()
 
     def _ping(self) -> None:
@@ -157,15 +151,25 @@ class DaemonLink(FlowLink):
             self.transmit()
             self._keepalive = self._loop.call_later(KEEPALIVE, self._ping)
 
+    async def check(self) -> None:
+        """Close this connection unless a ping is answered within ``PING_TIMEOUT``."""
+        if not self.usable:
+            return
+        if self._pong is None or self._pong.done():
+            self._pong = self._loop.create_future()
+            self._quic.send_ping(PING_UID)
+            self.transmit()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pong), PING_TIMEOUT)
+        except TimeoutError:
+            self.close(reason_phrase="the agent does not answer")
+
     def on_datagram(self, number: int, payload: bytes) -> None:
         flow = self.flows.get(number)
-        if flow is not None and flow.answer.done():
+        if flow is not None and flow.reading:
             flow.deliver(payload)
 
     def on_message(self, kind: int, number: int, body: bytes) -> None:
-        if kind == DATA:
-            self.on_datagram(number, body)
-            return
         flow = self.flows.get(number)
         if flow is None:
             return  # a flow this end has ended already
@@ -179,8 +183,10 @@ class DaemonLink(FlowLink):
             self.protocol_error(f"unexpected control message type {kind}")
 
     def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, HandshakeCompleted) and not self.ready.done():
+        if not self.ready.done() and isinstance(event, HandshakeCompleted):
             self.ready.set_result(None)
+        elif isinstance(event, PingAcknowledged) and self._pong and not self._pong.done():
+            self._pong.set_result(None)
         super().quic_event_received(event)
 
     def on_terminated(self, why: str) -> None:
@@ -189,9 +195,10 @@ class DaemonLink(FlowLink):
             self.ready.exception()  # retrieved: whoever waited has been told, or gave up
         if self._keepalive is not None:
             self._keepalive.cancel()
-        for flow in self.flows.values():
-            flow.lost(f"the agent's connection ended: {why}")
+        flows = list(self.flows.values())
         self.flows.clear()
+        for flow in flows:
+            flow.lost(f"the agent's connection ended: {why}")
 
 
 class DatagramTunnel:
@@ -201,40 +208,50 @@ class DatagramTunnel:
         self.host, self.port = host, port
         self.configuration = configuration
         self._link: DaemonLink | None = None
-        self._watches: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._connecting = asyncio.Lock()
         self._failed: tuple[float, str] | None = None  # when the last connect failed, why
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _connected(self) -> DaemonLink:
         async with self._connecting:
             link = self._link
-            if link is not None and not link._closed.is_set() and not link.spent:
+            if link is not None and link.usable:
                 return link
             loop = asyncio.get_running_loop()
             if self._failed is not None and loop.time() - self._failed[0] < RETRY_AFTER:
                 # Sessions that wait here fail at once, not CONNECT_TIMEOUT each in turn.
                 raise ConnectionRefusedError(self._failed[1])
-            quic = QuicConnection(configuration=self.configuration)
-            _, link = await loop.create_datagram_endpoint(
-                lambda: DaemonLink(quic), remote_addr=(self.host, self.port)
-            )
-            watch = asyncio.ensure_future(self._forget(link))
-            self._watches.add(watch)
-            watch.add_done_callback(self._watches.discard)
             try:
-                link.connect((self.host, self.port))
-                await asyncio.wait_for(asyncio.shield(link.ready), CONNECT_TIMEOUT)
-            except (ConnectionError, TimeoutError) as exc:
+                link = await self._connect()
+            except Exception as exc:
                 why = f"agent {self.host}:{self.port} (QUIC): {str(exc) or 'no answer'}"
                 self._failed = (loop.time(), why)
-                link.close()
                 raise ConnectionRefusedError(why) from exc
-            except BaseException:
-                link.close()
-                raise
             self._failed = None
             self._link = link
             return link
+
+    async def _connect(self) -> DaemonLink:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        address: Any = infos[0][4]  # aioquic must be given the very address the socket dials
+        quic = QuicConnection(configuration=self.configuration)
+        _, link = await loop.create_datagram_endpoint(
+            lambda: DaemonLink(quic), remote_addr=address[:2]
+        )
+        self._spawn(self._forget(link))
+        try:
+            link.connect(address)
+            await asyncio.wait_for(asyncio.shield(link.ready), CONNECT_TIMEOUT)
+        except BaseException:
+            link.close()
+            raise
+        return link
 
     async def _forget(self, link: DaemonLink) -> None:
         """Once a connection has ended: forget it, close its socket."""
@@ -252,10 +269,17 @@ class DatagramTunnel:
         link = await self._connected()
         flow = link.open_flow(StreamHeader(host, port), on_lost)
         try:
-            await asyncio.wait_for(asyncio.shield(flow.answer), ANSWER_TIMEOUT)
+            try:
+                await asyncio.wait_for(asyncio.shield(flow.answer), SUSPECT_AFTER)
+            except TimeoutError:
+                self._spawn(link.check())  # a silent agent: drop its connection if it is dead
+                await asyncio.wait_for(asyncio.shield(flow.answer), ANSWER_TIMEOUT - SUSPECT_AFTER)
         except BaseException:
             flow.session_end.close()
             raise
+        if not flow.open:  # the flow ended between the answer and now
+            flow.session_end.close()
+            raise ConnectionResetError("the agent ended the flow at once")
         return flow.session_end
 
     async def close(self) -> None:
@@ -264,5 +288,5 @@ class DatagramTunnel:
             link.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(link.wait_closed(), CLOSE_TIMEOUT)
-        for watch in list(self._watches):
-            watch.cancel()
+        for task in list(self._tasks):
+            task.cancel()

@@ -138,6 +138,7 @@ class AgentServer:
             counts["flows"] = self.datagrams.flows
             counts["flows_open"] = self.datagrams.open_flows
             counts["flows_refused"] = self.datagrams.refused
+            counts["flows_dropped"] = self.datagrams.dropped
         return web.json_response({"status": "ok", **counts})
 
     # -- tunnels -----------------------------------------------------------------------------

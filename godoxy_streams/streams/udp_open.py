@@ -106,11 +106,8 @@ class SessionOpener(PooledStream):
             if self.pre_dial is not None or self.on_read is not None:
                 ctx = ConnContext("udp", client_address(addr), local_addr, target, self.name)
         if self.pre_dial is None and resolved is not None and self.options.datagram_dialer is None:
-            session = self.open_session(addr, resolved, cmsg, ctx, key, local_addr)
+            session = self.open_session(addr, resolved, cmsg, ctx, key, local_addr, member=member)
             if session is not None:
-                if member is not None:
-                    session.member = member
-                    member.active += 1
                 self.send_first(session, [data])
             return
         pending = self.pending[addr] = Pending(data)
@@ -128,8 +125,10 @@ class SessionOpener(PooledStream):
         local: Address | None = None,
         started: float | None = None,
         dialled: socket.socket | None = None,
+        member: PoolMember | None = None,
     ) -> Session | None:
-        """Open the session's upstream socket (or take the ``dialled`` one) and start it."""
+        """Open the session's upstream socket (or take the ``dialled`` one) and start it, as
+        one of ``member``'s sessions when the stream is balanced."""
         family, sockaddr = resolved
         if dialled is not None:
             sock = dialled
@@ -159,6 +158,9 @@ class SessionOpener(PooledStream):
             if started is not None:
                 session.started = started
         session.key = key
+        if member is not None:
+            session.member = member
+            member.active += 1
         session.start()
         stats = self.stats
         stats.active += 1
@@ -308,11 +310,8 @@ class SessionOpener(PooledStream):
                 self.not_opened(outcome, addr, key, local, target, started)
         if outcome is not None:
             return
-        session = self.open_session(addr, resolved, cmsg, ctx, key, local, started, dialled)
+        session = self.open_session(addr, resolved, cmsg, ctx, key, local, started, dialled, member)
         if session is not None:
-            if member is not None:
-                session.member = member
-                member.active += 1
             self.send_first(session, pending.queue)
 
     async def resolve(self, target: Address) -> Resolved:

@@ -6,8 +6,8 @@ end of a flow from either side, a lost connection, refusals, pools and UDP healt
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
-import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,10 @@ from aioquic.quic.connection import QuicConnection
 from godoxy_streams.agent import flows
 from godoxy_streams.agent.certs import CertFiles, create_certs
 from godoxy_streams.agent.datagram_server import DatagramServer
-from godoxy_streams.agent.destinations import Destinations
+from godoxy_streams.agent.destinations import FixedDestinations
+from godoxy_streams.agent.flow_wire import DATAGRAM_ROOM
 from godoxy_streams.agent.flows import DatagramTunnel
-from godoxy_streams.agent.quic import DATAGRAM_ROOM, client_configuration, server_configuration
+from godoxy_streams.agent.quic import client_configuration, server_configuration
 from godoxy_streams.health import ProbeFailed, probe_for
 from godoxy_streams.model import HealthCheck
 from godoxy_streams.streams import UDPStream
@@ -28,24 +29,13 @@ from godoxy_streams.streams.common import StreamOptions
 from godoxy_streams.streams.pool import MemberSpec
 
 from ..helpers import eventually_async, free_port
-from .kit import LOCAL, recv_datagram, udp_client, udp_echo
-
-
-class FixedDestinations(Destinations):
-    """The allow-list, fixed (no engine is asked)."""
-
-    def __init__(self, allowed: Iterable[tuple[str, str, int]]) -> None:
-        super().__init__("unix:///nonexistent.sock", "proxy")
-        self.allowed = frozenset(allowed)
-        self._at = time.monotonic()
-
-    async def refresh(self) -> None:
-        self._at = time.monotonic()
+from .kit import LOCAL, ipv6_loopback, recv_datagram, udp_client, udp_echo
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    return create_certs(tmp_path_factory.mktemp("certs"), [LOCAL])
+    names = [LOCAL, "127.0.0.2", "localhost", "::1"]
+    return create_certs(tmp_path_factory.mktemp("certs"), names)
 
 
 class Agent:
@@ -54,12 +44,12 @@ class Agent:
         config = server_configuration(certs.ca, certs.agent, certs.agent_key)
         self.server = DatagramServer(config, FixedDestinations(("udp", *a) for a in allowed))
 
-    def tunnel(self, ca: Path, cert: Path, key: Path) -> DatagramTunnel:
-        return DatagramTunnel(LOCAL, self.port, client_configuration(ca, cert, key, LOCAL))
+    def tunnel(self, ca: Path, cert: Path, key: Path, host: str = LOCAL) -> DatagramTunnel:
+        return DatagramTunnel(host, self.port, client_configuration(ca, cert, key, host))
 
 
-async def started(agent: Agent) -> Agent:
-    await agent.server.start(LOCAL, agent.port)
+async def started(agent: Agent, host: str = LOCAL) -> Agent:
+    await agent.server.start(host, agent.port)
     return agent
 
 
@@ -289,3 +279,118 @@ async def test_sessions_fail_at_once_while_the_agent_is_unreachable(
     finally:
         await tunnel.close()
         agent.server.close()
+
+
+@pytest.mark.parametrize(
+    ("listen", "dial"),
+    [("0.0.0.0", "127.0.0.2"), ("127.0.0.1", "localhost"), ("::", "::1"), ("::1", "::1")],
+)
+async def test_agent_addresses(
+    certs: CertFiles, backend: tuple[str, int], listen: str, dial: str
+) -> None:
+    """A wildcard agent answers from the address it was dialled at (a QUIC client drops
+    packets from any other); a name or an IPv6 address works as the agent's host."""
+    if ":" in listen and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    agent = await started(Agent(certs, [backend]), listen)
+    tunnel = agent.tunnel(certs.ca, certs.daemon, certs.daemon_key, dial)
+    try:
+        sock = await tunnel.open(*backend, lambda _: None)
+        sock.send(b"hello")
+        assert (await recv_datagram(sock))[0] == b"hello"
+        sock.close()
+    finally:
+        await tunnel.close()
+        agent.server.close()
+
+
+async def test_empty_datagrams_cross_both_ways(agent: Agent, tunnel: DatagramTunnel) -> None:
+    loop = asyncio.get_running_loop()
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # echoes b"" too (asyncio's won't)
+    echo.bind((LOCAL, 0))
+    echo.setblocking(False)
+
+    def answer() -> None:
+        data, addr = echo.recvfrom(65535)
+        echo.sendto(data, addr)
+
+    loop.add_reader(echo.fileno(), answer)
+    target = echo.getsockname()[:2]
+    agent.server.destinations = FixedDestinations([("udp", *target)])
+    stream = await flow_stream(target, tunnel)
+    try:
+        with udp_client(stream.local_addr) as client:
+            for payload in (b"first", b"", b"last"):
+                client.send(payload)
+                assert (await recv_datagram(client))[0] == payload
+    finally:
+        await stream.close()
+        loop.remove_reader(echo.fileno())
+        echo.close()
+
+
+class Recorder(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.got.append(data)
+
+
+async def test_a_probe_without_expect_still_sends_its_payload(
+    certs: CertFiles, tunnel: DatagramTunnel, agent: Agent
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, recorder = await loop.create_datagram_endpoint(Recorder, local_addr=(LOCAL, 0))
+    target = transport.get_extra_info("sockname")[:2]
+    agent.server.destinations = FixedDestinations([("udp", *target)])
+
+    class Via:
+        open_flow = staticmethod(tunnel.open)
+
+        async def probe(self, host: str, port: int, timeout: float) -> None:
+            raise AssertionError("a UDP route is not probed over TCP")
+
+    try:
+        probe = probe_for("udp", target, HealthCheck(send="hello", timeout=2), Via())
+        assert probe is not None
+        await probe()
+        await eventually_async(lambda: recorder.got == [b"hello"], what="the probe's payload")
+    finally:
+        transport.close()
+
+
+async def test_an_agent_gone_silent_is_noticed_and_the_next_session_connects_afresh(
+    certs: CertFiles, backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    """The agent vanishes without a QUIC close (killed; its socket simply closes) and comes
+    back on the same port: the live session ends, and new sessions work again."""
+    stream = await flow_stream(backend, tunnel)
+    try:
+        with udp_client(stream.local_addr) as client:
+            client.send(b"before")
+            assert (await recv_datagram(client))[0] == b"before"
+            assert agent.server._socket is not None
+            agent.server._socket.close()  # no CONNECTION_CLOSE is sent
+            reborn = Agent(certs, [backend])
+            reborn.port = agent.port
+            await started(reborn)
+            try:
+
+                async def answered() -> bool:
+                    with udp_client(stream.local_addr) as fresh:
+                        fresh.send(b"after")
+                        try:
+                            return (await recv_datagram(fresh, 1))[0] == b"after"
+                        except TimeoutError:
+                            return False
+
+                await eventually_async(answered, timeout=20, what="a session through the agent")
+                await eventually_async(
+                    lambda: stream.stats.total - stream.stats.active >= 1,
+                    what="the session of the dead connection ended",
+                )
+            finally:
+                reborn.server.close()
+    finally:
+        await stream.close()
