@@ -132,12 +132,19 @@ def build_app(
     async def healthz(_: web.Request) -> web.Response:
         states = list(sources())
         ready = static_synced() and all(s.synced for s in states) and reconciler.passes > 0
-        body = {
+        body: dict[str, object] = {
             "status": "ok" if ready else "starting",
             "sources": [s.as_json() for s in states],
             "routes_running": len(reconciler.manager.running),
             "last_sync": reconciler.last.finished_at or None,
         }
+        flows = {
+            engine: tunnel.datagrams.view()
+            for engine, tunnel in reconciler.manager.tunnels.items()
+            if tunnel.datagrams is not None
+        }
+        if flows:
+            body["agent_flows"] = flows
         return web.json_response(body, status=200 if ready else 503)
 
     async def api_routes(_: web.Request) -> web.Response:

@@ -211,6 +211,17 @@ class DatagramTunnel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connecting = asyncio.Lock()
         self._failed: tuple[float, str] | None = None  # when the last connect failed, why
+        self.dropped_before = 0  # datagrams dropped by connections that have ended
+
+    def view(self) -> dict[str, object]:
+        """The channel's state, for ``/healthz``."""
+        link = self._link
+        return {
+            "connected": link is not None and link.usable,
+            "flows_open": len(link.flows) if link is not None else 0,
+            "dropped": self.dropped_before + (link.dropped if link is not None else 0),
+            "last_error": self._failed[1] if self._failed is not None else None,
+        }
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -260,6 +271,7 @@ class DatagramTunnel:
         finally:
             if self._link is link:
                 self._link = None
+            self.dropped_before += link.dropped
             if link._transport is not None:
                 link._transport.close()
 

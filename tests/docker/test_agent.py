@@ -177,6 +177,8 @@ def test_tcp_through_the_tunnel(
             assert client.recv(65536) == payload
     health = agent.api("/agent/health")
     assert health["flows"] >= 1 and health["flows_open"] >= 1
+    _, daemon_health = d.get("/healthz")
+    assert daemon_health["agent_flows"]["far"]["connected"] is True
     assert d.route("u")["engine"] == "far"  # type: ignore[index]
     # The engine view through the agent carries no environment.
     inspect = agent.api(f"/containers/{box.id}/json")
