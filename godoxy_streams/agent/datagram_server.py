@@ -8,7 +8,8 @@ DATAGRAM frames (and DATA messages, for datagrams too large for a frame) to the 
 replies back the same way. END from the daemon ends the flow; a refused header or destination,
 or a socket that cannot be opened, is answered END alone. For a probe header the agent
 answers ANSWER, then END at once. New clients must first echo a Retry token (no state for
-spoofed sources) and at most ``HANDSHAKES_MAX`` handshakes are held at once. See ``quic`` for
+spoofed sources); ``handshakes`` bounds the handshakes under way. Open flows whose destination
+no label publishes any more are ended (``RECHECK``). See ``quic`` for
 the certificates, ``flow_wire`` for the wire format.
 """
 
@@ -28,13 +29,14 @@ from loguru import logger
 from godoxy_streams.agent.destinations import Destinations
 from godoxy_streams.agent.flow_link import FlowLink, SocketFlow
 from godoxy_streams.agent.flow_wire import ANSWER, END, OPEN
+from godoxy_streams.agent.handshakes import HANDSHAKE_TIMEOUT, AdmittingQuicServer, Handshakes
 from godoxy_streams.agent.header import HeaderError, decode
 from godoxy_streams.agent.quic import ask_for_client_certificate, client_certificate_error
 from godoxy_streams.agent.quic_socket import QuicSocket, bind_quic
 from godoxy_streams.errors import EngineError
 
 MAX_FLOWS = 16384  # flows one daemon connection may have open (or opening) at once
-HANDSHAKES_MAX = 64  # connections not yet verified, at once; more are refused at once
+RECHECK = 5.0  # seconds between checks that open flows' destinations are still published
 
 
 class AgentLink(FlowLink):
@@ -46,21 +48,43 @@ class AgentLink(FlowLink):
         self.server = server
         self.trusted = False
         self.flows: dict[int, SocketFlow] = {}
+        self.targets: dict[int, tuple[str, int]] = {}  # each open flow's destination
         self.opening: dict[int, asyncio.Task[None]] = {}
-        server.handshaking.add(self)
-        self.crowded = len(server.handshaking) > HANDSHAKES_MAX
+        self.source: str | None = None  # the client's address while its handshake counts
+        self._too_slow: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, QuicSocket):
+            transport = transport.pinned()  # replies from the address this client dialled
+        super().connection_made(transport)
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if self.source is None and not self.trusted and self._too_slow is None:
+            self.source = str(addr[0])
+            self.server.handshakes.begin(self.source)
+            self._too_slow = self._loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
         super().datagram_received(data, addr)
-        if self.crowded and not self.trusted:
-            self.crowded = False
-            self.server.refused += 1
-            logger.warning(f"datagram connection from {addr} refused: too many handshakes")
-            self.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase="busy")
+
+    def _handshake_over(self) -> None:
+        if self.source is not None:
+            self.server.handshakes.end(self.source)
+            self.source = None
+        if self._too_slow is not None:
+            self._too_slow.cancel()
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_over()
+        if not self.trusted:
+            self._refuse_connection("handshake not completed in time")
+
+    def _refuse_connection(self, why: str) -> None:
+        self.server.refused += 1
+        logger.warning(f"datagram connection from {self._peer()} refused: {why}")
+        self.close_with(QuicErrorCode.CONNECTION_REFUSED, why)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ConnectionTerminated):
-            self.server.handshaking.discard(self)
+            self._handshake_over()
             if self.trusted:
                 super().quic_event_received(event)
         elif isinstance(event, HandshakeCompleted):
@@ -69,7 +93,7 @@ class AgentLink(FlowLink):
             super().quic_event_received(event)
 
     def _verify(self) -> None:
-        self.server.handshaking.discard(self)
+        self._handshake_over()
         try:
             error = client_certificate_error(self._quic)
         except Exception as exc:  # a certificate the verifier chokes on is not trusted
@@ -78,9 +102,7 @@ class AgentLink(FlowLink):
             self.trusted = True
             self.server.links.add(self)
             return
-        self.server.refused += 1
-        logger.warning(f"datagram connection from {self._peer()} refused: {error}")
-        self.close(error_code=QuicErrorCode.CONNECTION_REFUSED, reason_phrase=error)
+        self._refuse_connection(error)
 
     def _peer(self) -> str:
         paths = self._quic._network_paths
@@ -119,8 +141,9 @@ class AgentLink(FlowLink):
             if not permitted:
                 why = f"udp {header.host}:{header.port} is not published by any label here"
                 return self._refuse(flow, why)
+            target = (header.host, header.port)
             try:
-                sock = await _connected_socket(header.host, header.port)
+                sock = await _connected_socket(*target)
             except OSError as exc:
                 logger.warning(f"flow to {header.host}:{header.port} failed: {exc!r}")
                 return self._refuse(flow, None)
@@ -136,6 +159,7 @@ class AgentLink(FlowLink):
             self.send_message(END, flow)
             return
         self.flows[flow] = sink
+        self.targets[flow] = target
         sink.start()
         self.server.flows += 1
 
@@ -148,6 +172,7 @@ class AgentLink(FlowLink):
             self.send_message(END, flow)
 
     def _drop(self, flow: int) -> bool:
+        self.targets.pop(flow, None)
         sink = self.flows.pop(flow, None)
         if sink is None:
             return False
@@ -190,12 +215,13 @@ class DatagramServer:
         self.configuration = configuration
         self.destinations = destinations
         self.links: set[AgentLink] = set()
-        self.handshaking: set[AgentLink] = set()
+        self.handshakes = Handshakes()
         self.flows = 0  # relayed since start
         self.refused = 0  # connections and flows
         self.dropped_before = 0  # datagrams dropped by connections that have ended
         self._socket: QuicSocket | None = None
         self._server: QuicServer | None = None
+        self._recheck: asyncio.Task[None] | None = None
 
     @property
     def open_flows(self) -> int:
@@ -206,14 +232,37 @@ class DatagramServer:
         return self.dropped_before + sum(link.dropped for link in self.links)
 
     async def start(self, host: str, port: int) -> None:
-        self._server = QuicServer(
+        self._server = AdmittingQuicServer(
             configuration=self.configuration,
             create_protocol=partial(AgentLink, server=self),
             retry=True,
+            handshakes=self.handshakes,
         )
         self._socket = await bind_quic(host, port, self._server)
+        self._recheck = asyncio.ensure_future(self._recheck_flows())
+
+    async def _recheck_flows(self) -> None:
+        """End the flows whose destination no running container's labels publish any more
+        (an open flow is a socket to an address, which Docker may give to another
+        container)."""
+        while True:
+            await asyncio.sleep(RECHECK)
+            if not any(link.flows for link in self.links):
+                continue
+            try:
+                await self.destinations.refresh()
+            except EngineError:
+                continue  # no answer is no news: the flows stay until the engine answers
+            allowed = self.destinations.allowed
+            for link in list(self.links):
+                for flow, (host, port) in list(link.targets.items()):
+                    if ("udp", host, port) not in allowed:
+                        logger.info(f"flow to {host}:{port} ended: no label publishes it now")
+                        link.end(flow)
 
     def close(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         for link in list(self.links):
             link.close()
             link.on_terminated("the agent stopped")  # its flows' sockets close now

@@ -18,7 +18,7 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicErrorCode
+from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 
 from godoxy_streams.agent.flow_wire import (
     DATA,
@@ -118,7 +118,12 @@ class FlowLink(QuicConnectionProtocol):
 
     def protocol_error(self, why: str) -> None:
         self.violated = True
-        self.close(error_code=QuicErrorCode.PROTOCOL_VIOLATION, reason_phrase=why)
+        self.close_with(QuicErrorCode.PROTOCOL_VIOLATION, why)
+
+    def close_with(self, code: QuicErrorCode, why: str) -> None:
+        """Close with a transport error (``close`` sends an application error)."""
+        self._quic.close(error_code=code, frame_type=QuicFrameType.PADDING, reason_phrase=why)
+        self.transmit()
 
     def on_datagram(self, flow: int, payload: bytes) -> None:
         raise NotImplementedError

@@ -44,6 +44,7 @@ KEEPALIVE = 10.0  # seconds between pings while flows are open (the idle timeout
 BUFFER = 1 << 20  # socket-pair buffer each way (the kernel may cap it)
 FLOW_NUMBERS = 1 << 32  # flows one connection can number; then the next connection is made
 PING_UID = 1  # the keepalive's pings are 0
+IDLE_MARGIN = 5.0  # a connection this close to its idle timeout is not given new flows
 
 
 class FlowSocket(socket.socket):
@@ -123,8 +124,16 @@ class DaemonLink(FlowLink):
 
     @property
     def usable(self) -> bool:
-        """Neither ended nor ending (a close sent or received), with flow numbers left."""
-        return self._quic._close_event is None and self._next < FLOW_NUMBERS
+        """Neither ended nor ending (a close sent or received), not about to idle out (the
+        agent's idle clock started first: it may have dropped the connection already), with
+        flow numbers left."""
+        quic = self._quic
+        idle_at = quic._close_at
+        return (
+            quic._close_event is None
+            and (idle_at is None or idle_at - self._loop.time() > IDLE_MARGIN)
+            and self._next < FLOW_NUMBERS
+        )
 
     def open_flow(self, header: StreamHeader, on_lost: OnLost) -> Flow:
         raw = header.encode()
@@ -249,7 +258,9 @@ class DatagramTunnel:
 
     async def _connect(self) -> DaemonLink:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM), CONNECT_TIMEOUT
+        )
         address: Any = infos[0][4]  # aioquic must be given the very address the socket dials
         quic = QuicConnection(configuration=self.configuration)
         _, link = await loop.create_datagram_endpoint(

@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from godoxy_streams.agent import flows
+from godoxy_streams.agent import datagram_server, flows, handshakes
 from godoxy_streams.agent.certs import CertFiles, create_certs
 from godoxy_streams.agent.datagram_server import DatagramServer
 from godoxy_streams.agent.destinations import FixedDestinations
 from godoxy_streams.agent.flow_wire import DATAGRAM_ROOM
 from godoxy_streams.agent.flows import DatagramTunnel
-from godoxy_streams.agent.quic import client_configuration, server_configuration
+from godoxy_streams.agent.quic import ALPN_DATAGRAM, client_configuration, server_configuration
 from godoxy_streams.health import ProbeFailed, probe_for
 from godoxy_streams.model import HealthCheck
 from godoxy_streams.streams import UDPStream
@@ -394,3 +397,63 @@ async def test_an_agent_gone_silent_is_noticed_and_the_next_session_connects_afr
                 reborn.server.close()
     finally:
         await stream.close()
+
+
+async def test_a_flow_whose_destination_is_no_longer_published_ends(
+    backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open flow is a socket to an address Docker may give to another container: once no
+    label publishes the destination, the agent ends the flow (and the daemon the session)."""
+    agent.server.close()
+    monkeypatch.setattr(datagram_server, "RECHECK", 0.1)
+    await started(agent)
+    stream = await flow_stream(backend, tunnel)
+    try:
+        with udp_client(stream.local_addr) as client:
+            client.send(b"hello")
+            assert (await recv_datagram(client))[0] == b"hello"
+            agent.server.destinations = FixedDestinations([])  # the container has gone
+            await eventually_async(lambda: agent.server.open_flows == 0, what="flow ended")
+            await eventually_async(lambda: stream.stats.active == 0, what="session ended")
+    finally:
+        await stream.close()
+
+
+class Stall(QuicConnectionProtocol):
+    """A client that answers the Retry, then says nothing more: a handshake left hanging."""
+
+    def __init__(self, quic: QuicConnection) -> None:
+        super().__init__(quic)
+        self.packets = 0
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.packets += 1
+        if self.packets == 1:
+            super().datagram_received(data, addr)
+
+
+async def test_hanging_handshakes_from_one_address_do_not_lock_others_out(
+    certs: CertFiles, backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
+) -> None:
+    loop = asyncio.get_running_loop()
+    config = QuicConfiguration(
+        is_client=True, alpn_protocols=[ALPN_DATAGRAM], verify_mode=ssl.CERT_NONE
+    )
+    stalls = []
+    for _ in range(handshakes.PER_SOURCE + 2):
+        transport, stall = await loop.create_datagram_endpoint(
+            lambda: Stall(QuicConnection(configuration=config)),
+            local_addr=("127.0.0.2", 0),
+            remote_addr=(LOCAL, agent.port),
+        )
+        stall.connect((LOCAL, agent.port))
+        stalls.append(transport)
+    try:
+        counted = agent.server.handshakes
+        await eventually_async(lambda: counted.dropped >= 2, what="handshakes beyond the share")
+        assert counted.by_source["127.0.0.2"] == handshakes.PER_SOURCE
+        sock = await tunnel.open(*backend, lambda _: None)  # a daemon at 127.0.0.1 gets in
+        sock.close()
+    finally:
+        for transport in stalls:
+            transport.close()
