@@ -139,6 +139,7 @@ class AgentServer:
             counts["flows_open"] = self.datagrams.open_flows
             counts["flows_refused"] = self.datagrams.refused
             counts["flows_dropped"] = self.datagrams.dropped
+            counts["handshakes_dropped"] = self.datagrams.handshakes.dropped
         return web.json_response({"status": "ok", **counts})
 
     # -- tunnels -----------------------------------------------------------------------------
