@@ -134,6 +134,16 @@ def agent_config(tmp_path: Path, address: str, certs: Path) -> Path:
     return config
 
 
+def echo_routes(ns: str, tcp_port: int, udp_port: int) -> dict[str, str]:
+    """Labels for two routes to the echo server's port 7: "e" (TCP) and "u" (UDP)."""
+    return {
+        f"{ns}.aliases": "e,u",
+        f"{ns}.e.port": f"{tcp_port}:7",
+        f"{ns}.u.scheme": "udp",
+        f"{ns}.u.port": f"{udp_port}:7",
+    }
+
+
 def agent_daemon(daemon: Daemon, tmp_path: Path, agent: Agent) -> Any:
     config = agent_config(tmp_path, f"{agent.host}:{agent.port}", agent.certs)
     return daemon("--config", str(config))
@@ -146,15 +156,7 @@ def test_tcp_through_the_tunnel(
     assert agent.api("/agent/version")["protocol"] == 1
     port, udp_port = free_port(), free_port("udp")
     d = agent_daemon(daemon, tmp_path, agent)
-    box = run_container(
-        labels={
-            f"{ns}.aliases": "e,u",
-            f"{ns}.e.port": f"{port}:7",
-            f"{ns}.u.scheme": "udp",
-            f"{ns}.u.port": f"{udp_port}:7",
-        },
-        command=["--tag", "via-agent"],
-    )
+    box = run_container(labels=echo_routes(ns, port, udp_port), command=["--tag", "via-agent"])
     eventually(lambda: (d.route("e") or {}).get("state") == "running", what="tunnelled route")
     assert whoami_line(port) == "via-agent"
     route = d.route("e")
@@ -318,13 +320,7 @@ def test_a_daemon_that_cannot_reach_the_containers_serves_them_through_the_agent
 ) -> None:
     listen_port, udp_port = free_port(), free_port("udp")
     box = run_container(
-        labels={
-            f"{ns}.aliases": "e,u",
-            f"{ns}.e.port": f"{listen_port}:7",
-            f"{ns}.u.scheme": "udp",
-            f"{ns}.u.port": f"{udp_port}:7",
-        },
-        command=["--tag", "isolated"],
+        labels=echo_routes(ns, listen_port, udp_port), command=["--tag", "isolated"]
     )
     # The namespace has no way to the container by itself.
     direct = netns.run(

@@ -27,12 +27,10 @@ from godoxy_streams.agent.flows import DatagramTunnel
 from godoxy_streams.agent.quic import ALPN_DATAGRAM, client_configuration, server_configuration
 from godoxy_streams.health import ProbeFailed, probe_for
 from godoxy_streams.model import HealthCheck
-from godoxy_streams.streams import UDPStream
-from godoxy_streams.streams.common import StreamOptions
 from godoxy_streams.streams.pool import MemberSpec
 
 from ..helpers import eventually_async, free_port
-from .kit import LOCAL, ipv6_loopback, recv_datagram, udp_client, udp_echo
+from .kit import LOCAL, ipv6_loopback, recv_datagram, udp_client, udp_echo, udp_stream
 
 
 @pytest.fixture(scope="module")
@@ -76,50 +74,36 @@ async def tunnel(certs: CertFiles, agent: Agent) -> AsyncIterator[DatagramTunnel
     await made.close()
 
 
-async def flow_stream(
-    target: tuple[str, int], tunnel: DatagramTunnel, **options: object
-) -> UDPStream:
-    stream = UDPStream(
-        (LOCAL, 0),
-        target,
-        options=StreamOptions(datagram_dialer=tunnel.open, **options),  # type: ignore[arg-type]
-        name="agent",
-    )
-    await stream.serve()
-    return stream
-
-
 async def test_clients_get_their_own_replies_at_every_size(
     backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
 ) -> None:
     """Sizes on both sides of the largest QUIC datagram (larger ones cross on the flow's
     stream, so they may overtake or be overtaken: UDP promises no order); small datagrams
     keep their order."""
-    stream = await flow_stream(backend, tunnel)
-    clients = [udp_client(stream.local_addr) for _ in range(8)]
-    sizes = [8, 600, DATAGRAM_ROOM - 2, DATAGRAM_ROOM - 1, DATAGRAM_ROOM, 3000, 65000, 9]
-    try:
-        for i, client in enumerate(clients):
-            for seq, size in enumerate(sizes):
-                client.send(struct.pack("!II", i, seq).ljust(size, b"."))
-        for i, client in enumerate(clients):
-            got = set()
-            for _ in sizes:
-                data, _ = await recv_datagram(client, 5)
-                owner, seq = struct.unpack("!II", data[:8])
-                assert owner == i, "a reply reached the wrong client"
-                got.add((seq, len(data)))
-            assert got == set(enumerate(sizes))
-        for seq in range(200):
-            clients[0].send(struct.pack("!I", seq))
-        replies = [struct.unpack("!I", (await recv_datagram(clients[0], 5))[0]) for _ in range(200)]
-        assert replies == [(seq,) for seq in range(200)]
-        assert (stream.stats.total, stream.stats.active) == (8, 8)
-        assert (agent.server.flows, agent.server.open_flows) == (8, 8)
-    finally:
-        for client in clients:
-            client.close()
-        await stream.close()
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
+        clients = [udp_client(stream.local_addr) for _ in range(8)]
+        sizes = [8, 600, DATAGRAM_ROOM - 2, DATAGRAM_ROOM - 1, DATAGRAM_ROOM, 3000, 65000, 9]
+        try:
+            for i, client in enumerate(clients):
+                for seq, size in enumerate(sizes):
+                    client.send(struct.pack("!II", i, seq).ljust(size, b"."))
+            for i, client in enumerate(clients):
+                got = set()
+                for _ in sizes:
+                    data, _ = await recv_datagram(client, 5)
+                    owner, seq = struct.unpack("!II", data[:8])
+                    assert owner == i, "a reply reached the wrong client"
+                    got.add((seq, len(data)))
+                assert got == set(enumerate(sizes))
+            for seq in range(200):
+                clients[0].send(struct.pack("!I", seq))
+            replies = [(await recv_datagram(clients[0], 5))[0] for _ in range(200)]
+            assert replies == [struct.pack("!I", seq) for seq in range(200)]
+            assert (stream.stats.total, stream.stats.active) == (8, 8)
+            assert (agent.server.flows, agent.server.open_flows) == (8, 8)
+        finally:
+            for client in clients:
+                client.close()
     # The sessions' end ends their flows on the agent.
     await eventually_async(lambda: agent.server.open_flows == 0, what="flows ended")
 
@@ -127,23 +111,19 @@ async def test_clients_get_their_own_replies_at_every_size(
 async def test_an_idle_session_ends_its_flow(
     backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
 ) -> None:
-    stream = await flow_stream(backend, tunnel, udp_timeout=0.2)
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open, udp_timeout=0.2) as stream:
         with udp_client(stream.local_addr) as client:
             client.send(b"hello")
             assert (await recv_datagram(client))[0] == b"hello"
             assert agent.server.open_flows == 1
             await eventually_async(lambda: stream.stats.active == 0, what="session expired")
             await eventually_async(lambda: agent.server.open_flows == 0, what="flow ended")
-    finally:
-        await stream.close()
 
 
 async def test_a_lost_connection_ends_the_sessions_and_the_next_datagram_reconnects(
     backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
 ) -> None:
-    stream = await flow_stream(backend, tunnel)
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
         with udp_client(stream.local_addr) as client:
             client.send(b"one")
             assert (await recv_datagram(client))[0] == b"one"
@@ -153,15 +133,12 @@ async def test_a_lost_connection_ends_the_sessions_and_the_next_datagram_reconne
             client.send(b"two")  # a new session, a new connection, a new flow
             assert (await recv_datagram(client))[0] == b"two"
             assert stream.stats.total == 2 and agent.server.flows == 2
-    finally:
-        await stream.close()
 
 
 async def test_the_agent_ending_one_flow_ends_only_its_session(
     backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
 ) -> None:
-    stream = await flow_stream(backend, tunnel)
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
         with udp_client(stream.local_addr) as a, udp_client(stream.local_addr) as b:
             for client in (a, b):
                 client.send(b"hi")
@@ -174,8 +151,6 @@ async def test_the_agent_ending_one_flow_ends_only_its_session(
             assert (await recv_datagram(b))[0] == b"still"
             assert (await recv_datagram(a))[0] == b"again"
             assert stream.stats.total == 3
-    finally:
-        await stream.close()
 
 
 async def test_refusals(
@@ -205,10 +180,9 @@ async def test_refusals(
 async def test_a_session_to_a_refused_member_fails_over_at_the_next_datagram(
     backend: tuple[str, int], agent: Agent, tunnel: DatagramTunnel
 ) -> None:
-    stream = await flow_stream(backend, tunnel)
-    refused = (backend[0], backend[1] + 1)  # not on the agent's allow-list
-    pool = stream.set_pool([MemberSpec("good", backend), MemberSpec("bad", refused)])
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
+        refused = (backend[0], backend[1] + 1)  # not on the agent's allow-list
+        pool = stream.set_pool([MemberSpec("good", backend), MemberSpec("bad", refused)])
         replies = 0
         for _ in range(6):
             with udp_client(stream.local_addr) as client:
@@ -221,8 +195,6 @@ async def test_a_session_to_a_refused_member_fails_over_at_the_next_datagram(
         bad = pool.member("bad")
         assert bad is not None and bad.failures == 1 and "refused" in str(bad.last_error)
         assert replies == 5  # only the first datagram to the bad member was lost
-    finally:
-        await stream.close()
 
 
 async def test_udp_health_probe_through_the_flow(
@@ -320,16 +292,15 @@ async def test_empty_datagrams_cross_both_ways(agent: Agent, tunnel: DatagramTun
     loop.add_reader(echo.fileno(), answer)
     target = echo.getsockname()[:2]
     agent.server.destinations = FixedDestinations([("udp", *target)])
-    stream = await flow_stream(target, tunnel)
-    try:
-        with udp_client(stream.local_addr) as client:
-            for payload in (b"first", b"", b"last"):
-                client.send(payload)
-                assert (await recv_datagram(client))[0] == payload
-    finally:
-        await stream.close()
-        loop.remove_reader(echo.fileno())
-        echo.close()
+    async with udp_stream(target, datagram_dialer=tunnel.open) as stream:
+        try:
+            with udp_client(stream.local_addr) as client:
+                for payload in (b"first", b"", b"last"):
+                    client.send(payload)
+                    assert (await recv_datagram(client))[0] == payload
+        finally:
+            loop.remove_reader(echo.fileno())
+            echo.close()
 
 
 class Recorder(asyncio.DatagramProtocol):
@@ -368,8 +339,7 @@ async def test_an_agent_gone_silent_is_noticed_and_the_next_session_connects_afr
 ) -> None:
     """The agent vanishes without a QUIC close (killed; its socket simply closes) and comes
     back on the same port: the live session ends, and new sessions work again."""
-    stream = await flow_stream(backend, tunnel)
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
         with udp_client(stream.local_addr) as client:
             client.send(b"before")
             assert (await recv_datagram(client))[0] == b"before"
@@ -395,8 +365,6 @@ async def test_an_agent_gone_silent_is_noticed_and_the_next_session_connects_afr
                 )
             finally:
                 reborn.server.close()
-    finally:
-        await stream.close()
 
 
 async def test_a_flow_whose_destination_is_no_longer_published_ends(
@@ -407,16 +375,13 @@ async def test_a_flow_whose_destination_is_no_longer_published_ends(
     agent.server.close()
     monkeypatch.setattr(datagram_server, "RECHECK", 0.1)
     await started(agent)
-    stream = await flow_stream(backend, tunnel)
-    try:
+    async with udp_stream(backend, datagram_dialer=tunnel.open) as stream:
         with udp_client(stream.local_addr) as client:
             client.send(b"hello")
             assert (await recv_datagram(client))[0] == b"hello"
             agent.server.destinations = FixedDestinations([])  # the container has gone
             await eventually_async(lambda: agent.server.open_flows == 0, what="flow ended")
             await eventually_async(lambda: stream.stats.active == 0, what="session ended")
-    finally:
-        await stream.close()
 
 
 class Stall(QuicConnectionProtocol):
