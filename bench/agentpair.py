@@ -4,7 +4,7 @@ dial through the agent's tunnel, both running the package's real code on loopbac
     python -m bench.agentpair agent --listen HOST:PORT --certs DIR --allow HOST:PORT ...
     python -m bench.agentpair daemon --agent HOST:PORT --certs DIR -- RUN-ARGS...
 
-``agent``: ``godoxy_streams.agent.server.serve_agent`` with the agent's own TLS context
+``agent``: ``godoxy_streams.agent.server.server.serve_agent`` with the agent's own TLS context
 (``server_context``, ALPN stream + http/1.1; QUIC on the same port number), event loop and
 logging, exactly as
 ``godoxy-streams agent`` sets them up. One difference: its allow-list of destinations is the
@@ -31,11 +31,11 @@ from pathlib import Path
 from aioquic.quic.configuration import QuicConfiguration
 
 from godoxy_streams.agent.certs import CertFiles, server_context
-from godoxy_streams.agent.destinations import FixedDestinations
-from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM
-from godoxy_streams.agent.quic import server_configuration
-from godoxy_streams.agent.server import serve_agent
-from godoxy_streams.engines import EngineSettings
+from godoxy_streams.agent.quic.config import server_configuration
+from godoxy_streams.agent.server.destinations import FixedDestinations
+from godoxy_streams.agent.server.server import serve_agent
+from godoxy_streams.agent.wire.header import ALPN_HTTP, ALPN_STREAM
+from godoxy_streams.docker_endpoints import EngineSettings
 
 STATIC_ENGINE = "local"  # RouteOrigin.engine of a routes-file route
 NO_ENGINE = "unix:///nonexistent/docker.sock"  # never dialled: the allow-list is fixed
@@ -70,8 +70,8 @@ async def _serve_agent(
 
 
 def run_agent(args: argparse.Namespace) -> int:
-    from godoxy_streams.logs import setup_logging
-    from godoxy_streams.loops import run
+    from godoxy_streams.app.logs import setup_logging
+    from godoxy_streams.app.loops import run
     from godoxy_streams.settings import LogSettings
 
     files = CertFiles.in_folder(args.certs)
@@ -84,8 +84,8 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    from godoxy_streams import daemon
-    from godoxy_streams.cli import build_parser, load_settings
+    from godoxy_streams.app import daemon
+    from godoxy_streams.app.cli import build_parser, load_settings
 
     run_args = build_parser().parse_args(["run", *args.run_args])
     settings = load_settings(run_args)

@@ -318,7 +318,8 @@ class OursAgent(Ours):
 
     def unavailable(self) -> str | None:
         try:
-            from godoxy_streams.agent import server, tunnel  # noqa: F401
+            from godoxy_streams.agent.client import tunnel  # noqa: F401
+            from godoxy_streams.agent.server import server  # noqa: F401
         except ImportError as exc:
             return f"the agent is not importable: {exc}"
         return super().unavailable()

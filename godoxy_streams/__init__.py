@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from godoxy_streams.desired import DesiredState, build_desired
+from godoxy_streams.decide.desired import DesiredState, build_desired
+from godoxy_streams.decide.plan import Plan, make_plan
 from godoxy_streams.errors import (
     BindNotAllowed,
     ConfigError,
@@ -19,7 +20,6 @@ from godoxy_streams.errors import (
 )
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
 from godoxy_streams.model import HealthCheck, RouteKey, RouteOrigin, RouteSpec
-from godoxy_streams.plan import Plan, make_plan
 from godoxy_streams.settings import Settings
 from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
 

@@ -1,5 +1,5 @@
 """``python -m godoxy_streams``: the command line."""
 
-from godoxy_streams.cli import main
+from godoxy_streams.app.cli import main
 
 raise SystemExit(main())

@@ -29,7 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from godoxy_streams.engines import EngineSettings, default_engines
+from godoxy_streams.docker_endpoints import EngineSettings, default_engines
 from godoxy_streams.errors import ConfigError
 
 _yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
-from godoxy_streams.socket_proxy import allowed, strip_env
+from godoxy_streams.sources.socket_proxy import allowed, strip_env
 from tests.daemon_kit import DaemonProcess, unique_namespace
 from tests.docker.conftest import kit_sweep as kit_sweep  # noqa: F401  (the kit's fixtures)
 from tests.docker.conftest import make_network as make_network  # noqa: F401

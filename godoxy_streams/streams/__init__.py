@@ -9,8 +9,8 @@ from godoxy_streams.streams.common import (
     StreamOptions,
     StreamStats,
 )
-from godoxy_streams.streams.tcp import TCPStream
-from godoxy_streams.streams.udp import UDPStream
+from godoxy_streams.streams.tcp.stream import TCPStream
+from godoxy_streams.streams.udp.stream import UDPStream
 
 __all__ = [
     "ConnContext",

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from godoxy_streams.acl import Acl
-from godoxy_streams.limits import ConcurrencyCounter, PerSourceLimiter, source_key
+from godoxy_streams.streams.acl import Acl
 from godoxy_streams.streams.common import StreamOptions, StreamStats
+from godoxy_streams.streams.limits import ConcurrencyCounter, PerSourceLimiter, source_key
 
 GLOBAL_KEY = "*"  # the daemon-wide ConcurrencyCounter counts everything under one key
 LOG_INTERVAL = 1.0  # at most one refusal log line per stream and kind per this many seconds

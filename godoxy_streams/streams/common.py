@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from godoxy_streams.acl import Acl
 from godoxy_streams.errors import BindNotAllowed, ListenError, PortInUse
-from godoxy_streams.limits import ConcurrencyCounter
+from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.limits import ConcurrencyCounter
 
 Address = tuple[str, int]
 Dialer = Callable[

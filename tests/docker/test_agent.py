@@ -22,10 +22,16 @@ from typing import Any
 import pytest
 
 from godoxy_streams.agent.certs import client_context
-from godoxy_streams.agent.flow_wire import OPEN
-from godoxy_streams.agent.flows import DatagramTunnel, Flow
-from godoxy_streams.agent.header import ALPN_HTTP, ALPN_STREAM, HEADER_SIZE, PROBE_OK, StreamHeader
-from godoxy_streams.agent.quic import client_configuration
+from godoxy_streams.agent.client.datagrams import DatagramTunnel, Flow
+from godoxy_streams.agent.quic.config import client_configuration
+from godoxy_streams.agent.wire.flow_wire import OPEN
+from godoxy_streams.agent.wire.header import (
+    ALPN_HTTP,
+    ALPN_STREAM,
+    HEADER_SIZE,
+    PROBE_OK,
+    StreamHeader,
+)
 from tests.docker.conftest import Daemon
 from tests.docker.kit import container_ip
 from tests.helpers import eventually, free_port, tcp_connectable, udp_exchange

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from godoxy_streams import loops
+from godoxy_streams.app import loops
 
 
 def pytest_asyncio_loop_factories(

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from godoxy_streams.acl import Acl
-from godoxy_streams.limits import ConcurrencyCounter
 from godoxy_streams.streams import StreamOptions, TCPStream
+from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.limits import ConcurrencyCounter
 
 from ..helpers import eventually_async
 from .kit import (

@@ -18,16 +18,22 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from godoxy_streams.agent import datagram_server, flows, handshakes
 from godoxy_streams.agent.certs import CertFiles, create_certs
-from godoxy_streams.agent.datagram_server import DatagramServer
-from godoxy_streams.agent.destinations import FixedDestinations
-from godoxy_streams.agent.flow_wire import DATAGRAM_ROOM
-from godoxy_streams.agent.flows import DatagramTunnel
-from godoxy_streams.agent.quic import ALPN_DATAGRAM, client_configuration, server_configuration
-from godoxy_streams.health import ProbeFailed, probe_for
+from godoxy_streams.agent.client import datagrams as flows
+from godoxy_streams.agent.client.datagrams import DatagramTunnel
+from godoxy_streams.agent.quic.config import (
+    ALPN_DATAGRAM,
+    client_configuration,
+    server_configuration,
+)
+from godoxy_streams.agent.server import datagrams as datagram_server
+from godoxy_streams.agent.server import handshakes
+from godoxy_streams.agent.server.datagrams import DatagramServer
+from godoxy_streams.agent.server.destinations import FixedDestinations
+from godoxy_streams.agent.wire.flow_wire import DATAGRAM_ROOM
 from godoxy_streams.model import HealthCheck
 from godoxy_streams.streams.pool import MemberSpec
+from godoxy_streams.streams.probes import ProbeFailed, probe_for
 
 from ..helpers import eventually_async, free_port
 from .kit import LOCAL, ipv6_loopback, recv_datagram, udp_client, udp_echo, udp_stream

@@ -6,8 +6,8 @@ import asyncio
 import socket
 from typing import cast
 
-from godoxy_streams.health import HealthMonitor, HealthState, probe_for
 from godoxy_streams.model import HealthCheck
+from godoxy_streams.streams.probes import HealthMonitor, HealthState, probe_for
 
 FAST = HealthCheck(interval=0.01, timeout=0.5, retries=2, rise=2)
 

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from godoxy_streams import loops
-from godoxy_streams.loops import LoopKind
+from godoxy_streams.app import loops
+from godoxy_streams.app.loops import LoopKind
 from godoxy_streams.streams import TCPStream
 
 from ..helpers import eventually_async, free_port

@@ -9,10 +9,10 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator
 
-from godoxy_streams.acl import Acl
 from godoxy_streams.streams import ConnRecord, StreamOptions, TCPStream, UDPStream
-from godoxy_streams.streams.balanced import Balanced
+from godoxy_streams.streams.acl import Acl
 from godoxy_streams.streams.pool import MemberSpec
+from godoxy_streams.streams.tcp.balanced import Balanced
 
 from ..helpers import eventually_async, free_port
 from .kit import LOCAL, connect, echo, ended, recv_datagram, tcp_backend, udp_client, udp_echo

@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from godoxy_streams.acl import Acl
-from godoxy_streams.proxy_protocol import (
+from godoxy_streams.streams import ConnContext, StreamOptions, TCPStream
+from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.proxy_protocol import (
     ParseOutcome,
     ProxyHeaderParser,
     encode_v1,
     encode_v2,
     encode_v2_local,
 )
-from godoxy_streams.streams import ConnContext, StreamOptions, TCPStream
 
 from ..helpers import eventually_async
 from .kit import (

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from godoxy_streams.acl import Acl
 from godoxy_streams.errors import Refused
-from godoxy_streams.limits import ConcurrencyCounter
-from godoxy_streams.proxy_protocol import encode_v1
 from godoxy_streams.streams import ConnContext, ConnRecord, StreamOptions, TCPStream, UDPStream
-from godoxy_streams.streams.guard import Guarded
-from godoxy_streams.streams.hooked import HookedConn
-from godoxy_streams.streams.proxy_in import ProxyIn
-from godoxy_streams.streams.records import Counted
-from godoxy_streams.streams.relay import Conn, Upstream
+from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.limits import ConcurrencyCounter
+from godoxy_streams.streams.proxy_protocol import encode_v1
+from godoxy_streams.streams.tcp.guard import Guarded
+from godoxy_streams.streams.tcp.hooked import HookedConn
+from godoxy_streams.streams.tcp.proxy_in import ProxyIn
+from godoxy_streams.streams.tcp.records import Counted
+from godoxy_streams.streams.tcp.relay import Conn, Upstream
 
 from ..helpers import eventually_async, free_port
 from .kit import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from godoxy_streams import reconciler as reconciler_module
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.labels import ParseContext
-from godoxy_streams.manager import StreamManager
-from godoxy_streams.reconciler import Reconciler
+from godoxy_streams.reconcile import reconciler as reconciler_module
+from godoxy_streams.reconcile.reconciler import Reconciler
+from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.settings import Settings
 
 from ..helpers import eventually_async

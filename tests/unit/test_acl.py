@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from godoxy_streams.acl import Acl, client_key
+from godoxy_streams.streams.acl import Acl, client_key
 
 CASES = [
     # (allow, deny, client, allowed)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from godoxy_streams.agent.header import (
+from godoxy_streams.agent.wire.header import (
     FLAG_PROBE,
     HEADER_SIZE,
     HOST_MAX,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from godoxy_streams.agent.flow_wire import (
+from godoxy_streams.agent.wire.flow_wire import (
     ANSWER,
     DATA,
     END,
@@ -18,7 +18,7 @@ from godoxy_streams.agent.flow_wire import (
     message,
     split_datagram,
 )
-from godoxy_streams.agent.header import HEADER_SIZE, StreamHeader
+from godoxy_streams.agent.wire.header import HEADER_SIZE, StreamHeader
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from godoxy_streams.cli import main
+from godoxy_streams.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

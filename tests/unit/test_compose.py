@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from godoxy_streams.compose import interpolate, load_compose
 from godoxy_streams.containers import PortFact
 from godoxy_streams.errors import ConfigError
+from godoxy_streams.sources.compose import interpolate, load_compose
 
 ENV = {"A": "1", "EMPTY": ""}
 

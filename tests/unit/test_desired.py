@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from godoxy_streams.desired import build_desired
+from godoxy_streams.decide.desired import build_desired
 from godoxy_streams.model import binds_overlap
 
 from .routekit import route

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from godoxy_streams.engines import EngineSettings
+from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError
 from godoxy_streams.settings import Settings
 

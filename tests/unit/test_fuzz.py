@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from godoxy_streams.containers import ContainerInfo, PortFact
 from godoxy_streams.errors import LabelError, ProxyProtocolError
 from godoxy_streams.labels import ParseContext, parse_container
-from godoxy_streams.proxy_protocol import (
+from godoxy_streams.streams.proxy_protocol import (
     V1_PREFIX,
     V2_SIGNATURE,
     ProxyHeaderParser,

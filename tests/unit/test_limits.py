@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from godoxy_streams.limits import (
+from godoxy_streams.streams.limits import (
     EVICTION_SCAN,
     ConcurrencyCounter,
     PerSourceLimiter,

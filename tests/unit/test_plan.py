@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from godoxy_streams.plan import make_plan
+from godoxy_streams.decide.plan import make_plan
 
 from .routekit import route
 

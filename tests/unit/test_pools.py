@@ -3,9 +3,9 @@ membership changes become retargets (never restarts)."""
 
 from __future__ import annotations
 
-from godoxy_streams.desired import build_desired
+from godoxy_streams.decide.desired import build_desired
+from godoxy_streams.decide.plan import make_plan
 from godoxy_streams.model import RouteOrigin, RouteSpec
-from godoxy_streams.plan import make_plan
 
 from .routekit import route
 

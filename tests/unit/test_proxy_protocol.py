@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from godoxy_streams.errors import ProxyProtocolError, StreamsError
-from godoxy_streams.proxy_protocol import (
+from godoxy_streams.streams.proxy_protocol import (
     V2_SIGNATURE,
     ParseOutcome,
     ProxyHeaderParser,

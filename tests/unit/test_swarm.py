@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from godoxy_streams.labels import ParseContext, parse_container
-from godoxy_streams.swarm import tasks_as_containers
+from godoxy_streams.sources.swarm import tasks_as_containers
 
 SERVICE = {
     "ID": "svc1",

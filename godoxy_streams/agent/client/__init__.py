@@ -1,0 +1,1 @@
+"""The daemon's side of the agent: TCP tunnels and the datagram channel to an agent."""

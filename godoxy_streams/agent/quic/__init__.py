@@ -1,0 +1,1 @@
+"""The QUIC transport both ends of the datagram channel share: configuration, link, sockets."""

@@ -1,0 +1,3 @@
+"""The agent program's side: the agent port (engine view, tunnels, datagram flows) on a Docker
+host.
+"""

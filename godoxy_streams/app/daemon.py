@@ -1,0 +1,215 @@
+"""The daemon's lifecycle in one place: start-up, signals, the main wait, graceful shutdown.
+
+``Daemon.serve()``: set up logging, start the reconciler, load the static routes (reloaded on
+SIGHUP and when the file changes), start one watcher per Docker engine (an unreachable engine
+is retried in the background), serve the status API, then wait for SIGTERM/SIGINT. Shutdown
+stops every listener at once and drains live connections per route policy, bounded by
+``shutdown_grace``; a second signal cuts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+from loguru import logger
+
+from godoxy_streams import __version__
+from godoxy_streams.agent.client.datagrams import DatagramTunnel
+from godoxy_streams.agent.client.tunnel import Tunnel
+from godoxy_streams.agent.quic.config import client_configuration
+from godoxy_streams.agent.wire.header import ALPN_STREAM
+from godoxy_streams.app.check import load_routes_file
+from godoxy_streams.app.logs import setup_logging
+from godoxy_streams.docker_endpoints import EngineSettings
+from godoxy_streams.errors import ConfigError, StreamsError
+from godoxy_streams.labels import ParseContext
+from godoxy_streams.observe.metrics import Metrics
+from godoxy_streams.observe.status_api import build_app
+from godoxy_streams.reconcile.reconciler import Reconciler
+from godoxy_streams.runtime.manager import StreamManager
+from godoxy_streams.settings import Settings, api_address
+from godoxy_streams.sources.watcher import Watcher
+
+ROUTES_FILE_POLL = 1.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ctx = ParseContext(
+            namespace=settings.namespace,
+            default_bind=settings.default_bind,
+            allowed_targets=settings.allowed_targets,
+        )
+        self.manager = StreamManager(settings)
+        self.reconciler = Reconciler(self.manager, self.ctx)
+        self.watchers = (
+            []
+            if settings.no_docker
+            else [
+                Watcher(engine, self.reconciler, settings, engine=engine.display_name(i))
+                for i, engine in enumerate(settings.docker)
+            ]
+        )
+        for index, engine in enumerate(() if settings.no_docker else settings.docker):
+            if engine.is_agent:
+                self.manager.tunnels[engine.display_name(index)] = agent_tunnel(engine)
+        self.stop = asyncio.Event()
+        self.force = False
+        self.api_port: int | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._static_synced = settings.routes_file is None
+        self._routes_mtime: float | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def serve(self) -> None:
+        await self.startup()
+        try:
+            await self.stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        logger.info(f"godoxy-streams {__version__} starting")
+        self._capture_signals()
+        self._spawn(self.reconciler.run(), "reconciler")
+        if self.settings.routes_file is not None:
+            self.reload_routes()
+            self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")
+        if not self.watchers:
+            logger.info("Docker provider off: serving static routes only")
+        for watcher in self.watchers:
+            self._spawn(watcher.run(), f"watcher {watcher.endpoint}")
+        if self.settings.api:
+            await self._start_api()
+
+    async def shutdown(self) -> None:
+        logger.info("shutting down: closing listeners, draining live connections")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        drain = asyncio.create_task(self.manager.close_all(grace=self.settings.shutdown_grace))
+        self.stop.clear()
+        stopper = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({drain, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not drain.done():
+            logger.warning("second signal: cutting live connections")
+            await self.manager.cut_all()
+            await asyncio.gather(drain, return_exceptions=True)
+        stopper.cancel()
+        for tunnel in self.manager.tunnels.values():
+            if tunnel.datagrams is not None:
+                await tunnel.datagrams.close()
+        logger.info("stopped")
+
+    def _capture_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_exit_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_routes)
+
+    def _on_exit_signal(self, sig: signal.Signals) -> None:
+        logger.info(f"received {sig.name}")
+        self.stop.set()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(f"task {name!r} failed; stopping")
+                self.stop.set()
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- static routes ---------------------------------------------------------------------
+    def reload_routes(self) -> None:
+        path = self.settings.routes_file
+        if path is None:
+            return
+        try:
+            self._routes_mtime = path.stat().st_mtime
+            result = load_routes_file(path, self.ctx)
+        except (ConfigError, OSError) as exc:
+            logger.error(f"routes file not loaded, keeping the previous routes: {exc}")
+        else:
+            logger.info(
+                f"routes file {path}: {len(result.routes)} route(s), {len(result.errors)} error(s)"
+            )
+            self.reconciler.set_static(result)
+        self._static_synced = True
+
+    async def _watch_routes_file(self, path: Path) -> None:
+        while True:
+            await asyncio.sleep(ROUTES_FILE_POLL)
+            try:
+                mtime: float | None = path.stat().st_mtime
+            except OSError:
+                mtime = None
+            if mtime is not None and mtime != self._routes_mtime:
+                self.reload_routes()
+
+    # -- status API ------------------------------------------------------------------------
+    async def _start_api(self) -> None:
+        host, port = api_address(self.settings.api)
+        sources = lambda: [w.status for w in self.watchers]  # noqa: E731
+        metrics = Metrics(self.reconciler, sources)
+        self.reconciler.on_pass = lambda report: metrics.observe_pass(report.duration)
+        app = build_app(
+            self.reconciler, sources, lambda: self._static_synced, metrics, self.settings.api_token
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the status API on {self.settings.api}: {exc}") from exc
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.api_port = sockets[0].getsockname()[1] if sockets else port
+        logger.info(f"status API on http://{host}:{self.api_port}")
+
+
+def agent_tunnel(engine: EngineSettings) -> Tunnel:
+    """The tunnel (TCP and UDP) to an ``agent://`` engine."""
+    host, port = engine.agent_address
+    context = engine.ssl_context(ALPN_STREAM)
+    ca, cert, key = engine.tls_files()
+    assert context is not None and ca is not None and cert is not None and key is not None
+    quic = client_configuration(ca, cert, key, host)
+    return Tunnel(host, port, context, datagrams=DatagramTunnel(host, port, quic))
+
+
+def run_daemon(settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the exit code of ``godoxy-streams run``. ``tunnels`` adds
+    agent tunnels by engine name (beyond those of ``agent://`` engines)."""
+    from godoxy_streams.app.loops import run
+
+    setup_logging(settings.log)
+
+    async def serve() -> None:
+        daemon = Daemon(settings)
+        daemon.manager.tunnels.update(tunnels or {})
+        await daemon.serve()
+
+    try:
+        run(serve())
+    except ConfigError as exc:
+        logger.error(str(exc))
+        return 2
+    except StreamsError as exc:
+        logger.error(f"fatal: {exc}")
+        return 1
+    return 0

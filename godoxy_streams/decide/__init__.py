@@ -1,0 +1,1 @@
+"""Decisions, pure: which route holds each listen socket (desired) and what to change (plan)."""

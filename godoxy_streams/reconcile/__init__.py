@@ -1,0 +1,3 @@
+"""The reconciler: keeps the known containers and static routes, and turns every change into an
+applied plan.
+"""

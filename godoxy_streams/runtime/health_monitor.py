@@ -1,0 +1,85 @@
+"""Active health checks of the running routes' pool members: one ``HealthMonitor`` task per
+member that asks for a probe, its verdicts fed to the member's pool.
+
+A member is probed when its route's health check is enabled, the container has no Docker
+HEALTHCHECK (Docker's state is authoritative, and reaches the pool through the route spec),
+and there is something to probe (TCP connect, through the agent's tunnel for an agent's
+containers; UDP only with a ``healthcheck.send`` payload).
+``sync`` runs after every reconcile pass: monitors of unchanged members keep running (and
+their state), new members get one, gone members' monitors are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from godoxy_streams.model import HealthCheck, Member, RouteKey, RouteSpec
+from godoxy_streams.streams.common import where
+from godoxy_streams.streams.probes import HealthMonitor, HealthState, probe_for
+
+if TYPE_CHECKING:
+    from godoxy_streams.agent.client.tunnel import Tunnel
+    from godoxy_streams.streams.pool import Pool
+
+MonitorKey = tuple[RouteKey, str, tuple[str, int], HealthCheck, int]  # ..., id of the pool
+
+
+def member_key(member: Member) -> str:
+    """A member's identity in its pool: engine, container (or file entry) and alias."""
+    origin = member.origin
+    return f"{origin.engine}/{origin.id or origin.name}/{member.alias}"
+
+
+class HealthChecks:
+    """The probe tasks of every running route's members."""
+
+    def __init__(self, tunnels: Mapping[str, Tunnel] | None = None) -> None:
+        self._tasks: dict[MonitorKey, asyncio.Task[None]] = {}
+        self._tunnels = tunnels if tunnels is not None else {}
+
+    def sync(self, routes: Mapping[RouteKey, tuple[RouteSpec, Pool]]) -> None:
+        wanted: dict[MonitorKey, tuple[RouteSpec, Member, Pool]] = {}
+        for key, (spec, pool) in routes.items():
+            check = spec.healthcheck
+            if check.disable:
+                continue
+            for member in spec.members:
+                if member.origin.health is None:
+                    mkey = (key, member_key(member), member.address, check, id(pool))
+                    wanted[mkey] = (spec, member, pool)
+        for gone in [k for k in self._tasks if k not in wanted]:
+            self._tasks.pop(gone).cancel()
+        for mkey, (spec, member, pool) in wanted.items():
+            if mkey not in self._tasks:
+                tunnel = self._tunnels.get(member.origin.engine)
+                probe = probe_for(spec.proto, member.address, spec.healthcheck, tunnel)
+                if probe is not None:
+                    report = self._reporter(spec, mkey, pool)
+                    monitor = HealthMonitor(probe, spec.healthcheck, report)
+                    name = f"health {spec.alias} {where(member.address)}"
+                    self._tasks[mkey] = asyncio.create_task(monitor.run(), name=name)
+
+    @staticmethod
+    def _reporter(spec: RouteSpec, mkey: MonitorKey, pool: Pool) -> Callable[[HealthState], None]:
+        _, key, address, _, _ = mkey
+
+        def report(state: HealthState) -> None:
+            pool.set_probe(key, state.up, None if state.up else state.last_error)
+            log = logger.bind(route=spec.alias, dst=where(address), action="health")
+            if state.up:
+                log.info(f"upstream {where(address)} of route {spec.alias!r} is up again")
+            else:
+                log.warning(
+                    f"upstream {where(address)} of route {spec.alias!r} is down: {state.last_error}"
+                )
+
+        return report
+
+    def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks.clear()

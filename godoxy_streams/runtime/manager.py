@@ -1,0 +1,226 @@
+"""The stream manager: applies a plan to the stream engine.
+
+Owns one stream per running route, keyed by ``RouteKey``, each with its pool of members (one
+for a plain route) and their health checks. A bind failure is an error of that route only
+(kept in ``failed`` and retried by the next reconcile), never a crash. Stopped streams free
+their port at once and drain in the background. A changed member set (a replica joining or
+leaving, a Docker health change) updates the pool in place: no rebind, live connections kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from loguru import logger
+
+from godoxy_streams.agent.client.tunnel import Tunnel
+from godoxy_streams.decide.plan import Plan
+from godoxy_streams.errors import ListenError
+from godoxy_streams.model import RouteKey, RouteSpec
+from godoxy_streams.runtime.access_log import access_logger
+from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
+from godoxy_streams.settings import Settings
+from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
+from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.limits import ConcurrencyCounter
+from godoxy_streams.streams.pool import MemberSpec, describe
+
+Stream = TCPStream | UDPStream
+
+
+@dataclass
+class RunningRoute:
+    spec: RouteSpec
+    stream: Stream
+
+    @property
+    def bound_port(self) -> int:
+        return self.stream.local_addr[1]
+
+    @property
+    def healthy(self) -> bool:
+        """Whether any member may take new connections."""
+        pool = self.stream.pool
+        return pool is None or pool.any_available()
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    started: tuple[RouteKey, ...] = ()
+    stopped: tuple[RouteKey, ...] = ()
+    retargeted: tuple[RouteKey, ...] = ()
+    failed: Mapping[RouteKey, str] = field(default_factory=dict)
+
+
+def _where(host: str, port: int | str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def member_specs(spec: RouteSpec) -> list[MemberSpec]:
+    return [
+        MemberSpec(member_key(m), m.address, m.origin.name, m.origin.health) for m in spec.members
+    ]
+
+
+class StreamManager:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.running: dict[RouteKey, RunningRoute] = {}
+        self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closing_streams: dict[asyncio.Task[None], Stream] = {}
+        acl = settings.acl
+        self._global_acl = Acl(acl.allow, acl.deny) if acl.allow or acl.deny else None
+        trusted = settings.proxy_protocol_trusted
+        self._trusted = Acl(allow=trusted) if trusted else None
+        self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
+        self._warned_open_udp: set[RouteKey] = set()
+        self.tunnels: dict[str, Tunnel] = {}  # engine name -> its agent's tunnel
+        self.health = HealthChecks(self.tunnels)
+        # Close records cost a little per connection: only keep them when lines will be written.
+        log = settings.log
+        self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
+
+    def running_specs(self) -> dict[RouteKey, RouteSpec]:
+        return {key: route.spec for key, route in self.running.items()}
+
+    def route_acl(self, spec: RouteSpec) -> Acl | None:
+        """The global ACL and the route's own, combined (a route can only narrow the global)."""
+        own = Acl(spec.acl_allow, spec.acl_deny) if spec.acl_allow or spec.acl_deny else None
+        combined = Acl.combine(self._global_acl, own)
+        return None if combined.is_open else combined
+
+    def options_for(self, spec: RouteSpec) -> StreamOptions:
+        limits = self._settings.limits
+        return StreamOptions(
+            dial_timeout=limits.dial_timeout,
+            idle_timeout=spec.conn_idle_timeout,
+            on_stop=spec.on_stop,
+            drain_timeout=spec.drain_timeout,
+            udp_timeout=spec.udp_timeout,
+            max_sessions=spec.max_sessions,
+            acl=self.route_acl(spec),
+            peer_acl=self._global_acl if self._trusted is not None else None,
+            max_connections=spec.max_connections or limits.max_connections,
+            per_source_max=limits.per_source_connections,
+            per_source_rate=limits.per_source_rate,
+            per_source_burst=limits.per_source_burst,
+            global_limit=self._global_limit,
+            proxy_protocol=spec.proxy_protocol if spec.proto == "tcp" else None,
+            proxy_protocol_trusted=self._trusted if spec.proto == "tcp" else None,
+            proxy_header_timeout=limits.proxy_header_timeout,
+            dialer=tunnel.dial if (tunnel := self.tunnels.get(spec.origin.engine)) else None,
+            datagram_dialer=tunnel.open_flow if tunnel and spec.proto == "udp" else None,
+        )
+
+    def _log(self, spec: RouteSpec, action: str, port: int | None = None, **extra: object) -> None:
+        listen = _where(spec.bind, port or spec.listen_port or "auto")
+        logger.bind(
+            protocol=spec.scheme,
+            listen=listen,
+            dst=_where(spec.target_host, spec.target_port),
+            action=action,
+            route=spec.alias,
+            source=spec.origin.name,
+            **extra,
+        ).info(f"route {action}")
+
+    async def apply(self, plan: Plan) -> ApplyReport:
+        stopped = []
+        for key in plan.stop:
+            self.failed.pop(key, None)
+            route = self.running.pop(key, None)
+            if route is not None:
+                self._log(route.spec, "stop", route.bound_port)
+                self._close_in_background(route.stream)
+                stopped.append(key)
+        if stopped:
+            await asyncio.sleep(0)  # let the closes stop their listeners before new binds
+        retargeted = []
+        for spec in plan.retarget:
+            route = self.running[spec.key]
+            pool = route.stream.set_pool(member_specs(spec), spec.balance)
+            if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
+                self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
+            route.spec = spec
+            retargeted.append(spec.key)
+        started, failed = [], {}
+        for spec in plan.start:
+            error = await self._start(spec)
+            if error is None:
+                started.append(spec.key)
+            else:
+                failed[spec.key] = error
+        self.health.sync(
+            {k: (r.spec, r.stream.pool) for k, r in self.running.items() if r.stream.pool}
+        )
+        return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
+
+    async def _start(self, spec: RouteSpec) -> str | None:
+        stream_cls = UDPStream if spec.proto == "udp" else TCPStream
+        stream = stream_cls(
+            (spec.bind, spec.listen_port or 0),
+            spec.target,
+            options=self.options_for(spec),
+            name=f"{spec.origin.name}/{spec.alias}",
+        )
+        stream.set_pool(member_specs(spec), spec.balance)
+        on_close = access_logger(spec) if self._access_log else None
+        try:
+            await stream.serve(on_close=on_close)
+        except ListenError as exc:
+            message = (
+                f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"
+            )
+            previous = self.failed.get(spec.key)
+            if previous is None or previous[1] != message:
+                self._log(spec, "error", error=message)
+            self.failed[spec.key] = (spec, message)
+            return message
+        self.failed.pop(spec.key, None)
+        self.running[spec.key] = RunningRoute(spec, stream)
+        extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
+        self._log(spec, "start", stream.local_addr[1], **extra)
+        self._warn_open_udp(spec)
+        return None
+
+    def _warn_open_udp(self, spec: RouteSpec) -> None:
+        """An open UDP port on every address is a reflection source: say so once per route."""
+        if spec.proto != "udp" or spec.key in self._warned_open_udp:
+            return
+        if ipaddress.ip_address(spec.bind).is_unspecified and self.route_acl(spec) is None:
+            self._warned_open_udp.add(spec.key)
+            logger.bind(route=spec.alias, source=spec.origin.name).warning(
+                f"UDP route {spec.alias!r} listens on {spec.bind} with no ACL: anyone can make "
+                "it send datagrams (a reflection source); set acl.allow or bind"
+            )
+
+    def _close_in_background(self, stream: Stream, **kwargs: object) -> None:
+        task = asyncio.create_task(stream.close(**kwargs), name=f"close {stream.local_addr}")  # type: ignore[arg-type]
+        self._closing.add(task)
+        self._closing_streams[task] = stream
+        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(self._closing_streams.pop)
+
+    async def cut_all(self) -> None:
+        """End every drain now: kill the live connections of every closing stream."""
+        streams = list(self._closing_streams.values())
+        await asyncio.gather(*(s.close(on_stop="kill", grace=0) for s in streams))
+
+    async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
+        """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
+        routes, self.running = list(self.running.values()), {}
+        self.health.close()
+        for route in routes:
+            self._log(route.spec, "stop", route.bound_port)
+            if kill:
+                self._close_in_background(route.stream, on_stop="kill")
+            elif grace is not None:
+                self._close_in_background(route.stream, grace=min(grace, route.spec.drain_timeout))
+            else:
+                self._close_in_background(route.stream)
+        if self._closing:
+            await asyncio.wait(set(self._closing))

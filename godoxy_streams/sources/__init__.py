@@ -1,0 +1,3 @@
+"""The inputs: Docker engines (client, watcher, Swarm), compose files, the static routes file, the
+socket filter.
+"""

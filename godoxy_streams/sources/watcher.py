@@ -1,0 +1,253 @@
+"""The watcher: one per Docker engine. Lists containers, follows the engine's events and feeds
+the reconciler one container at a time; survives the engine going away.
+
+On start and on every reconnect it relists; between, only the containers named in events are
+re-inspected, in batches gathered over a short window. A periodic full relist catches anything
+the event stream missed. An unreachable engine is a state (logged once per change), retried
+with capped exponential backoff; running routes are left alone meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, replace
+
+from loguru import logger
+
+from godoxy_streams.docker_endpoints import EngineSettings
+from godoxy_streams.errors import EngineError, EngineUnavailable
+from godoxy_streams.reconcile.reconciler import Reconciler
+from godoxy_streams.settings import Settings
+from godoxy_streams.sources.docker import DockerSource, EngineEvent, own_container_id
+
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+SWARM_SETTLE = 0.25  # first pause before another look at Swarm tasks that are starting
+STOPPING = {"die": "exited", "pause": "paused", "destroy": "removed"}
+
+
+@dataclass
+class SourceState:
+    """What the status API says of one engine."""
+
+    name: str
+    endpoint: str
+    state: str = "connecting"  # connecting, connected, disconnected
+    since: float = 0.0
+    error: str | None = None
+    synced: bool = False  # the first sync completed or failed once
+    version: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "endpoint": self.endpoint,
+            "state": self.state,
+            "since": self.since,
+            "error": self.error,
+            "version": self.version,
+        }
+
+
+class Watcher:
+    def __init__(
+        self,
+        endpoint: EngineSettings,
+        reconciler: Reconciler,
+        settings: Settings,
+        *,
+        engine: str = "local",
+    ) -> None:
+        self.endpoint = endpoint.url
+        self.engine = engine
+        self._client_url = endpoint.client_url()
+        self._ssl = endpoint.ssl_context()  # unreadable certificate files stop the start-up
+        self._local = endpoint.is_local and not endpoint.is_agent
+        self._agent = endpoint.is_agent
+        reconciler.set_engine_host(engine, endpoint.remote_host)
+        self.reconciler = reconciler
+        self.settings = settings
+        self.status = SourceState(engine, endpoint.url, since=time.time())
+        self.synced = asyncio.Event()
+        self._warned_network = False
+        self._swarm = False  # whether the engine was a Swarm manager at the last look
+
+    def _set(self, state: str, error: str | None = None) -> None:
+        if state != self.status.state:
+            self.status.state, self.status.since = state, time.time()
+        self.status.error = error
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            source = DockerSource(self._client_url, engine=self.engine, ssl_context=self._ssl)
+            try:
+                version = await source.connect()
+                if self._agent:
+                    capabilities = await source.agent_capabilities()
+                    protos = {p for p in ("tcp", "udp") if capabilities.get(p)}
+                    self.reconciler.set_engine_protos(self.engine, frozenset(protos))
+                self.status.version = str(version.get("Version", ""))
+                since = time.time() - 1
+                await self._sync(source)
+                if self.status.state == "disconnected":
+                    logger.info(f"Docker engine {self.endpoint} is back; resynced")
+                else:
+                    logger.info(f"Docker engine {self.endpoint} connected ({self.status.version})")
+                self._set("connected")
+                attempt = 0
+                await self._follow(source, since)
+            except Exception as exc:  # an outage, or a surprise: either way a state, not a crash
+                if not isinstance(exc, EngineError):
+                    logger.opt(exception=exc).error("unexpected error talking to the engine")
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                if self.status.state != "disconnected":
+                    logger.warning(
+                        f"Docker engine unreachable ({exc}); running routes stay up; "
+                        f"retrying with backoff up to {BACKOFF[-1]:.0f}s"
+                    )
+                self._set("disconnected", str(exc))
+                if not self.status.synced:
+                    self.reconciler.mark_dirty()  # one pass, so /healthz can answer
+                self._mark_synced()
+                await asyncio.sleep(delay)
+            finally:
+                await source.close()
+
+    def _mark_synced(self) -> None:
+        self.status.synced = True
+        self.synced.set()
+
+    async def _sync(self, source: DockerSource) -> None:
+        infos = await source.list_containers()
+        own = own_container_id() if self._local else None
+        if own:
+            mine = next((i for i in infos if i.id == own), None)
+            if mine is not None:
+                self.reconciler.own_ids.add(mine.id)
+                networks = frozenset(n for n, ip in mine.networks.items() if ip)
+                ctx = self.reconciler.ctx
+                if ctx.own_networks != networks:
+                    self.reconciler.set_context(replace(ctx, own_networks=networks))
+                if not mine.host_network and not self._warned_network:
+                    self._warned_network = True
+                    mode = mine.network_mode
+                    where = (
+                        "the default bridge network"
+                        if mode in ("default", "bridge")
+                        else (f"network mode {mode!r}")
+                    )
+                    logger.warning(
+                        f"godoxy-streams runs in {where}: its listeners appear on the host "
+                        "only through published ports; run it with network_mode: host"
+                    )
+        self.reconciler.replace_engine(self.engine, infos)
+        await self._sync_swarm(source)
+        self._mark_synced()
+
+    async def _sync_swarm(self, source: DockerSource) -> bool:
+        """On a Swarm manager, the labelled services' tasks that should run (see ``swarm``);
+        True while one of them is not running yet (the manager updates a task's state a
+        moment after its container starts, with no event of its own). Not through an agent
+        (its tunnel reaches containers, not Swarm nodes). A manager that cannot answer now
+        (e.g. no leader during an election) keeps the last known tasks."""
+        if self._agent:
+            return False
+        try:
+            tasks = await source.swarm_tasks(self.settings.namespace)
+        except EngineError as exc:
+            if isinstance(exc, EngineUnavailable):
+                raise
+            logger.warning(f"Swarm services of {self.endpoint} unreadable now ({exc}); kept")
+            return True
+        if tasks is not None or self._swarm:
+            self._swarm = tasks is not None
+            self.reconciler.replace_engine(self.engine + ":swarm", tasks or [])
+        return any(not task.running for task in tasks or [])
+
+    async def _follow(self, source: DockerSource, since: float) -> None:
+        pending: set[str] = set()
+        swarm_changed = False
+        wake = asyncio.Event()
+
+        async def collect() -> None:
+            nonlocal swarm_changed
+            async for event in source.events(since=since):
+                self._note(event)
+                if event.swarm:
+                    swarm_changed = True
+                    wake.set()
+                if event.kind in ("service", "node"):
+                    continue
+                if event.kind == "container" and event.action in STOPPING:
+                    self.reconciler.set_state(
+                        self.engine, event.container_id, STOPPING[event.action]
+                    )
+                elif event.kind == "container" and event.signal:
+                    self.reconciler.signalled(self.engine, event.container_id, event.signal)
+                elif event.kind == "container" and event.action in ("start", "unpause"):
+                    self.reconciler.clear_stopping(self.engine, event.container_id)
+                pending.add(event.container_id)
+                wake.set()
+
+        loop = asyncio.get_running_loop()
+
+        settle_timer: asyncio.TimerHandle | None = None
+
+        def settle() -> None:
+            nonlocal swarm_changed, settle_timer
+            settle_timer = None
+            swarm_changed = True
+            wake.set()
+
+        async def flush() -> None:
+            nonlocal swarm_changed, settle_timer
+            settling = 0
+            while True:
+                await wake.wait()
+                if self.settings.coalesce_window:
+                    await asyncio.sleep(self.settings.coalesce_window)
+                wake.clear()
+                if swarm_changed:
+                    swarm_changed = False
+                    if await self._sync_swarm(source):  # look again (one timer), backing off
+                        if settle_timer is None:
+                            delay = min(SWARM_SETTLE * 2**settling, 15.0)
+                            settle_timer = loop.call_later(delay, settle)
+                            settling += 1
+                    else:
+                        settling = 0
+                ids = list(pending)
+                pending.clear()
+                infos = await asyncio.gather(*(source.inspect(cid) for cid in ids))
+                for cid, info in zip(ids, infos, strict=True):
+                    if info is None:
+                        self.reconciler.remove(self.engine, cid)
+                    else:
+                        self.reconciler.update(info)
+
+        async def resync() -> None:
+            while True:
+                await asyncio.sleep(self.settings.resync_interval)
+                await self._sync(source)
+
+        tasks = [
+            asyncio.create_task(collect(), name=f"events of {self.endpoint}"),
+            asyncio.create_task(flush(), name=f"inspect for {self.endpoint}"),
+            asyncio.create_task(resync(), name=f"resync of {self.endpoint}"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise EngineError("the event stream ended")
+        finally:
+            if settle_timer is not None:
+                settle_timer.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _note(self, event: EngineEvent) -> None:
+        logger.debug(f"engine event {event.kind} {event.action} {event.container_id[:12]}")

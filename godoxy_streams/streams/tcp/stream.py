@@ -1,0 +1,195 @@
+"""A TCP stream: one listener that relays every accepted connection to a (swappable) target.
+
+The listener is an ``asyncio`` server on a socket bound here (so bind errors become the
+``ListenError`` tree); each connection is a protocol pair from ``relay`` (``hooked`` with
+hooks or an idle timeout, ``guard`` with admission, PROXY protocol or ``on_close``; chosen
+once, at ``serve``). ``retarget`` swaps the target for new connections only; ``set_pool``
+gives the stream several upstreams (``pool``), and while the pool needs a choice new
+connections use ``balanced`` on top of that class. ``close`` frees the port at once, then
+drains or kills the live connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any, cast
+
+from loguru import logger
+
+from godoxy_streams.streams.admission import Admission, RefusalLog
+from godoxy_streams.streams.common import (
+    BACKLOG,
+    DEFAULT_OPTIONS,
+    Address,
+    ConnContext,
+    Dialer,
+    Hook,
+    OnClose,
+    StreamOptions,
+    StreamStats,
+    listen_socket,
+    resolve_bind,
+    where,
+)
+from godoxy_streams.streams.pool import PooledStream
+from godoxy_streams.streams.tcp.balanced import balanced_class
+from godoxy_streams.streams.tcp.guard import conn_class
+from godoxy_streams.streams.tcp.relay import Conn
+
+
+class TCPStream(PooledStream):
+    """Relay TCP connections accepted on ``listen`` to ``target``."""
+
+    def __init__(
+        self,
+        listen: Address,
+        target: Address,
+        *,
+        options: StreamOptions = DEFAULT_OPTIONS,
+        name: str = "",
+    ) -> None:
+        self.listen = listen
+        self.target = target
+        self.options = options
+        self.name = name
+        self.stats = StreamStats()
+        self.loop: asyncio.AbstractEventLoop
+        self.conns: set[Conn] = set()
+        self.pre_dial: Hook | None = None
+        self.on_read: Hook | None = None
+        self.on_close: OnClose | None = None
+        self.admission: Admission | None = None
+        self.admitted = 0  # admitted live connections (guarded streams only)
+        self.need_peer = False  # whether guarded connections look up their peer
+        self.refusals: RefusalLog
+        self.connect: Dialer  # how upstream connections are made (chosen at ``serve``)
+        self.conn_cls: type[Conn] = Conn
+        self._plain_cls: type[Conn] = Conn
+        self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
+        self._server: asyncio.AbstractServer | None = None
+        self._local: Address | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._hook_tasks: set[asyncio.Future[Any]] = set()
+
+    @property
+    def local_addr(self) -> Address:
+        """The address actually bound (the listen address before ``serve``)."""
+        return self._local if self._local is not None else self.listen
+
+    async def serve(
+        self,
+        pre_dial: Hook | None = None,
+        on_read: Hook | None = None,
+        on_close: OnClose | None = None,
+    ) -> None:
+        """Bind and start accepting; returns once the listener accepts connections.
+
+        ``on_close`` gets a ``ConnRecord`` once per connection, when it is over (refused
+        ones included)."""
+        if self._server is not None:
+            raise RuntimeError("stream is already serving")
+        self.loop = asyncio.get_running_loop()
+        self.connect = self.options.dialer or cast(Dialer, self.loop.create_connection)
+        self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
+        host, port, family = await resolve_bind("tcp", *self.listen)
+        sock = listen_socket("tcp", host, port, family)
+        sockname = sock.getsockname()
+        self._local = (str(sockname[0]), int(sockname[1]))
+        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name)
+        options = self.options
+        self.refusals = RefusalLog(self.log, self.loop)
+        self.admission = admission = Admission.build(options, self.stats, self.refusals, tcp=True)
+        hooked = bool(pre_dial or on_read or options.idle_timeout is not None)
+        proxy_in = options.proxy_protocol_trusted is not None
+        self.need_peer = bool(
+            hooked
+            or on_close
+            or proxy_in
+            or options.proxy_protocol
+            or (admission is not None and admission.by_client)
+        )
+        self._plain_cls = conn_class(
+            hooked=hooked, guarded=options.guarded, recorded=on_close is not None, proxy_in=proxy_in
+        )
+        self.balancing_changed()
+        try:
+            self._server = await self.loop.create_server(self.new_conn, sock=sock, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            self._local = None
+            raise
+
+    def new_conn(self) -> Conn:
+        return self.conn_cls(self)
+
+    def retarget(self, target: Address) -> None:
+        """Send new connections to ``target``; live ones keep their upstream."""
+        self.target = target
+
+    def balancing_changed(self) -> None:
+        """New connections use the balanced class while the pool needs a choice."""
+        self.conn_cls = balanced_class(self._plain_cls) if self.balancing else self._plain_cls
+
+    async def close(self, *, on_stop: str | None = None, grace: float | None = None) -> None:
+        """Stop listening now; then drain (up to ``grace``) or kill the live connections."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        mode = on_stop or self.options.on_stop
+        if mode not in ("drain", "kill"):
+            raise ValueError(f"on_stop must be 'drain' or 'kill', not {mode!r}")
+        wait = self.options.drain_timeout if grace is None else grace
+        if self.conns and mode == "drain" and wait > 0:
+            self.log.info(f"draining {len(self.conns)} connection(s) for up to {wait:g}s")
+            await self._wait_gone(wait)
+        if self.conns:
+            self.log.info(f"closing {len(self.conns)} connection(s)")
+            for conn in list(self.conns):
+                conn.kill()
+            await self._wait_gone(5.0)
+        for task in list(self._hook_tasks):
+            task.cancel()
+        if server is not None:
+            self.refusals.close()
+
+    async def _wait_gone(self, timeout: float) -> None:
+        if not self.conns:
+            return
+        if self._drained is None or self._drained.done():
+            self._drained = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drained), timeout)
+        except TimeoutError:
+            pass
+
+    def conn_gone(self, conn: Conn) -> None:
+        """Called by a connection once both of its sides are closed."""
+        self.conns.discard(conn)
+        self.stats.active -= 1
+        if not self.conns and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def call_hook(self, hook: Hook, ctx: ConnContext) -> None:
+        """Run a per-read hook; an async one runs as an owned task."""
+        try:
+            result = hook(ctx)
+        except Exception:
+            self.log.exception("on_read hook failed")
+            return
+        if result is not None and inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Future[Any]) -> None:
+        self._hook_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.opt(exception=task.exception()).error("on_read hook failed")
+
+    def buffered_bytes(self) -> int:
+        """Bytes buffered in user space by all live connections (flow-control checks)."""
+        return sum(conn.buffered() for conn in self.conns)
+
+    def __repr__(self) -> str:
+        return f"<TCPStream {self.name or ''} {where(self.local_addr)} -> {where(self.target)}>"
