@@ -1,2 +1,2 @@
-"""The programs: the command line, the daemon's lifecycle, check, routes, logging and event loops.
-"""
+"""The programs: the command line, the daemon's lifecycle, check and routes, logging and
+event loops."""

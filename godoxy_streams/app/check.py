@@ -19,7 +19,7 @@ from godoxy_streams.labels import ParseContext, ParseResult, parse_container, pa
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.sources.compose import load_compose, yaml11_traps
 from godoxy_streams.sources.docker import DockerSource
-from godoxy_streams.streams.common import where
+from godoxy_streams.streams.sockets import where
 
 
 @dataclass

@@ -14,7 +14,7 @@ from loguru import logger
 
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.streams import ConnRecord
-from godoxy_streams.streams.common import where
+from godoxy_streams.streams.sockets import where
 
 
 def access_logger(spec: RouteSpec) -> Callable[[ConnRecord], None]:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from godoxy_streams.model import HealthCheck, Member, RouteKey, RouteSpec
-from godoxy_streams.streams.common import where
 from godoxy_streams.streams.probes import HealthMonitor, HealthState, probe_for
+from godoxy_streams.streams.sockets import where
 
 if TYPE_CHECKING:
     from godoxy_streams.agent.client.tunnel import Tunnel

@@ -16,8 +16,9 @@ import asyncio
 from typing import Any
 
 from godoxy_streams.streams.acl import Acl
-from godoxy_streams.streams.common import StreamOptions, StreamStats
 from godoxy_streams.streams.limits import ConcurrencyCounter, PerSourceLimiter, source_key
+from godoxy_streams.streams.options import StreamOptions
+from godoxy_streams.streams.stats import StreamStats
 
 GLOBAL_KEY = "*"  # the daemon-wide ConcurrencyCounter counts everything under one key
 LOG_INTERVAL = 1.0  # at most one refusal log line per stream and kind per this many seconds

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from godoxy_streams.streams.common import Address, where
+from godoxy_streams.streams.sockets import Address, where
 
 PASSIVE_COOLDOWN = 5.0  # seconds a member sits out after a failed dial
 MODES = ("round_robin", "least_conn", "ip_hash")

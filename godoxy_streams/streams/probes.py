@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from godoxy_streams.model import HealthCheck
-from godoxy_streams.streams.common import DatagramDialer
+from godoxy_streams.streams.options import DatagramDialer
 
 Probe = Callable[[], Awaitable[None]]
 

@@ -15,7 +15,7 @@ import pytest
 
 from godoxy_streams.errors import BindNotAllowed, ListenError, PortInUse, Refused
 from godoxy_streams.streams import ConnContext, TCPStream
-from godoxy_streams.streams.common import translate_bind_error
+from godoxy_streams.streams.sockets import translate_bind_error
 from godoxy_streams.streams.tcp.relay import HIGH_WATER
 
 from ..helpers import eventually_async, free_port

@@ -18,7 +18,7 @@ from typing import Any
 
 from aioquic.asyncio.server import QuicServer
 
-from godoxy_streams.streams.udp.session import ANC_SIZE, Cmsg, enable_pktinfo, reply_cmsg
+from godoxy_streams.streams.udp.pktinfo import ANC_SIZE, Cmsg, enable_pktinfo, reply_cmsg
 
 BATCH = 256  # datagrams read per readiness callback
 MAX_DATAGRAM = 65535

@@ -1,2 +1,2 @@
-"""The agent protocol's wire formats: the stream header and the datagram channel's messages. Pure.
-"""
+"""The agent protocol's wire formats, pure: the stream header and the datagram channel's
+messages."""

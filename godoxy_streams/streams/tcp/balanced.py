@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from godoxy_streams.streams.common import where
-from godoxy_streams.streams.tcp.relay import Conn, reset
+from godoxy_streams.streams.sockets import where
+from godoxy_streams.streams.tcp.relay import Conn, ConnOwner, reset
 
 if TYPE_CHECKING:
     from godoxy_streams.streams.pool import PoolMember
-    from godoxy_streams.streams.tcp.stream import TCPStream
 
 MAX_TRIES = 3  # members dialled per client connection before giving up
 
@@ -30,7 +29,7 @@ class Balanced(Conn):
     member: PoolMember | None
     tried: tuple[PoolMember, ...]
 
-    def __init__(self, stream: TCPStream) -> None:
+    def __init__(self, stream: ConnOwner) -> None:
         super().__init__(stream)
         self.member = None
         self.tried = ()

@@ -1,7 +1,6 @@
 """TCP connections with admission and PROXY out: ``Guarded``, a mixin over ``relay.Conn``
-(or ``hooked.HookedConn``), and ``conn_class``, which composes the class a stream uses from
-the layers its options need: ``proxy_in.ProxyIn`` (PROXY in), ``records.Counted`` (close
-records), ``Guarded``, ``HookedConn`` (hooks, idle timeout), ``Conn``. No feature, no layer.
+(or ``hooked.HookedConn``); ``classes.conn_class`` composes the class a stream uses from it
+and the other layers its options need. No feature, no layer.
 
 Everything here runs once per connection (accept, upstream made, end), never per read.
 
@@ -20,11 +19,11 @@ Per connection, in order:
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
-from godoxy_streams.streams.common import Address, ConnContext, Outcome, client_address
+from godoxy_streams.streams.context import ConnContext, Outcome
 from godoxy_streams.streams.proxy_protocol import encode_header, encode_v1_unknown, encode_v2_local
-from godoxy_streams.streams.tcp.hooked import HookedConn
+from godoxy_streams.streams.sockets import Address, client_address
 from godoxy_streams.streams.tcp.relay import Conn, reset
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ NOWHERE: Address = ("", 0)
 class Guarded(Conn):
     """Admission and PROXY out on top of ``Conn``; see the module docstring."""
 
-    if not TYPE_CHECKING:  # the classes ``conn_class`` makes hold the slots (SLOTS)
+    if not TYPE_CHECKING:  # the classes ``classes.conn_class`` makes hold the slots
         __slots__ = ()
 
     client: Address  # the effective client (a PROXY header's source, else the peer)
@@ -150,50 +149,3 @@ class Guarded(Conn):
             ctx = ConnContext("tcp", self.client, self.local_addr(), target, self.stream.name)
             self.ctx = ctx
         return ctx
-
-
-SLOTS = (
-    "client",
-    "peer",
-    "local",
-    "dst",
-    "key",
-    "outcome",
-    "parser",
-    "htimer",
-    "parked",
-    "sniff",
-    "nin",
-    "nout",
-    "started",
-    "t0",
-)
-
-_CLASSES: dict[tuple[bool, bool, bool], type[Conn]] = {}
-
-
-def conn_class(*, hooked: bool, guarded: bool, recorded: bool, proxy_in: bool) -> type[Conn]:
-    """The connection class for a stream: the plain relay unless something asks for more,
-    else ``Guarded`` with the layers asked for (made once per combination)."""
-    if not (guarded or recorded or proxy_in):
-        return HookedConn if hooked else Conn
-    made = _CLASSES.get((hooked, recorded, proxy_in))
-    if made is None:
-        from godoxy_streams.streams.tcp.proxy_in import ProxyIn
-        from godoxy_streams.streams.tcp.records import counted_layers
-
-        bases: tuple[type, ...] = (ProxyIn,) if proxy_in else ()
-        namespace: dict[str, object] = {"__slots__": SLOTS}
-        if recorded:
-            layers, upstream = counted_layers(hooked)
-            bases += layers
-            namespace["upstream_cls"] = upstream
-        else:
-            bases += (Guarded,)
-        if hooked:
-            bases += (HookedConn,)
-        name = "".join(b.__name__ for b in bases)
-        made = _CLASSES[(hooked, recorded, proxy_in)] = cast(
-            "type[Conn]", type(name, bases, namespace)
-        )
-    return made

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING
 
 from godoxy_streams.errors import Refused
-from godoxy_streams.streams.common import ConnContext, sock_addr, where
-from godoxy_streams.streams.tcp.relay import Conn, Upstream
-
-if TYPE_CHECKING:
-    from godoxy_streams.streams.tcp.stream import TCPStream
+from godoxy_streams.streams.context import ConnContext
+from godoxy_streams.streams.sockets import sock_addr, where
+from godoxy_streams.streams.tcp.relay import Conn, ConnOwner, Upstream
 
 
 class HookedUpstream(Upstream):
@@ -37,7 +34,7 @@ class HookedConn(Conn):
 
     upstream_cls = HookedUpstream
 
-    def __init__(self, stream: TCPStream) -> None:
+    def __init__(self, stream: ConnOwner) -> None:
         super().__init__(stream)
         self.ctx: ConnContext | None = None
         self.idle_timer: asyncio.TimerHandle | None = None

@@ -25,8 +25,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from godoxy_streams.errors import ProxyProtocolError
-from godoxy_streams.streams.common import where
 from godoxy_streams.streams.proxy_protocol import ProxyHeaderParser, detect
+from godoxy_streams.streams.sockets import where
 from godoxy_streams.streams.tcp.guard import Guarded
 from godoxy_streams.streams.tcp.relay import reset
 

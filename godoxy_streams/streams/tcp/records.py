@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from godoxy_streams.streams.common import ConnRecord, Outcome, deliver
+from godoxy_streams.streams.context import ConnRecord, Outcome, deliver
 from godoxy_streams.streams.tcp.guard import Guarded
 from godoxy_streams.streams.tcp.hooked import HookedUpstream
 from godoxy_streams.streams.tcp.relay import Upstream

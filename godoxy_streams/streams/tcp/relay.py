@@ -25,16 +25,47 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from godoxy_streams.streams.common import Outcome, dial_reason, where
+from godoxy_streams.streams.context import ConnContext, Hook, OnClose, Outcome
+from godoxy_streams.streams.options import Dialer, StreamOptions
+from godoxy_streams.streams.sockets import Address, dial_reason, where
+from godoxy_streams.streams.stats import StreamStats
 
 if TYPE_CHECKING:
-    from godoxy_streams.streams.tcp.stream import TCPStream
+    from godoxy_streams.streams.admission import Admission, RefusalLog
+    from godoxy_streams.streams.pool import Pool
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 _LINGER0 = struct.pack("ii", 1, 0)
+
+
+class ConnOwner(Protocol):
+    """What a connection knows of the stream that accepted it (``stream.TCPStream``): settings,
+    counters, hooks and bookkeeping. The layers name this Protocol, not the stream class, so
+    they import nothing above them."""
+
+    name: str
+    target: Address
+    options: StreamOptions
+    stats: StreamStats
+    loop: asyncio.AbstractEventLoop
+    log: Any
+    conns: set[Conn]
+    connect: Dialer
+    pre_dial: Hook | None
+    on_read: Hook | None
+    on_close: OnClose | None
+    admission: Admission | None
+    admitted: int
+    need_peer: bool
+    refusals: RefusalLog
+    pool: Pool | None
+
+    def conn_gone(self, conn: Conn) -> None: ...
+
+    def call_hook(self, hook: Hook, ctx: ConnContext) -> None: ...
 
 
 def reset(transport: asyncio.BaseTransport) -> None:
@@ -116,7 +147,7 @@ class Conn(asyncio.Protocol):
 
     upstream_cls: type[Upstream] = Upstream
 
-    def __init__(self, stream: TCPStream) -> None:
+    def __init__(self, stream: ConnOwner) -> None:
         self.stream = stream
         self.up: Upstream | None = None
         self.ut: asyncio.Transport | None = None

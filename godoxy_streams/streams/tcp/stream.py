@@ -18,23 +18,13 @@ from typing import Any, cast
 from loguru import logger
 
 from godoxy_streams.streams.admission import Admission, RefusalLog
-from godoxy_streams.streams.common import (
-    BACKLOG,
-    DEFAULT_OPTIONS,
-    Address,
-    ConnContext,
-    Dialer,
-    Hook,
-    OnClose,
-    StreamOptions,
-    StreamStats,
-    listen_socket,
-    resolve_bind,
-    where,
-)
+from godoxy_streams.streams.context import ConnContext, Hook, OnClose
+from godoxy_streams.streams.options import DEFAULT_OPTIONS, Dialer, StreamOptions
 from godoxy_streams.streams.pool import PooledStream
+from godoxy_streams.streams.sockets import BACKLOG, Address, listen_socket, resolve_bind, where
+from godoxy_streams.streams.stats import StreamStats
 from godoxy_streams.streams.tcp.balanced import balanced_class
-from godoxy_streams.streams.tcp.guard import conn_class
+from godoxy_streams.streams.tcp.classes import conn_class
 from godoxy_streams.streams.tcp.relay import Conn
 
 

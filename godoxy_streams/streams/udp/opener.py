@@ -16,23 +16,19 @@ from typing import Any
 
 from godoxy_streams.errors import Refused
 from godoxy_streams.streams.admission import Admission, RefusalLog
-from godoxy_streams.streams.common import (
+from godoxy_streams.streams.context import ConnContext, ConnRecord, Hook, OnClose, Outcome, deliver
+from godoxy_streams.streams.options import StreamOptions
+from godoxy_streams.streams.pool import PooledStream, PoolMember
+from godoxy_streams.streams.sockets import (
     Address,
-    ConnContext,
-    ConnRecord,
-    Hook,
-    OnClose,
-    Outcome,
-    StreamOptions,
-    StreamStats,
     client_address,
-    deliver,
     dial_reason,
     literal_family,
     where,
 )
-from godoxy_streams.streams.pool import PooledStream, PoolMember
-from godoxy_streams.streams.udp.session import Cmsg, Pending, RecordedSession, Session
+from godoxy_streams.streams.stats import StreamStats
+from godoxy_streams.streams.udp.pktinfo import Cmsg
+from godoxy_streams.streams.udp.session import Pending, RecordedSession, Session
 
 Resolved = tuple[socket.AddressFamily, Any]
 

@@ -4,58 +4,28 @@ Replies are read from the upstream socket in batches (``add_reader`` + a drain l
 and no per-packet timer) and sent back from the listen socket to the client, with the
 arrival address as their source when the listener is a wildcard (``IP_PKTINFO`` /
 ``IPV6_PKTINFO`` ancillary data). ``RecordedSession`` also counts the session's bytes and
-makes its close record (``on_close``). Also here: the ancillary-data helpers and ``Pending``,
-the bounded queue of a session whose hook or dial is still running.
+makes its close record (``on_close``). Also here: ``Pending``, the bounded queue of a
+session whose hook or dial is still running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import time
 from typing import TYPE_CHECKING
 
-from godoxy_streams.streams.common import Address, ConnContext, ConnRecord, Outcome, client_address
+from godoxy_streams.streams.context import ConnContext, ConnRecord, Outcome
+from godoxy_streams.streams.sockets import Address, client_address
+from godoxy_streams.streams.udp.pktinfo import Cmsg
 
 if TYPE_CHECKING:
     from godoxy_streams.streams.pool import PoolMember
-    from godoxy_streams.streams.udp.opener import SessionOpener as UDPStream
+    from godoxy_streams.streams.udp.owner import SessionOwner
 
 BATCH = 256  # datagrams drained per readiness callback (fairness between sockets)
 MAX_DATAGRAM = 65535
 PENDING_MAX = 64  # datagrams queued per session while its pre_dial hook / dial runs
-
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks the name
-IPV6_PKTINFO = socket.IPV6_PKTINFO
-ANC_SIZE = socket.CMSG_SPACE(20)
-
-Cmsg = list[tuple[int, int, bytes]]
-
-
-def enable_pktinfo(sock: socket.socket) -> None:
-    """Ask the kernel for each datagram's destination address."""
-    if sock.family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-    else:
-        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-
-
-def reply_cmsg(anc: list[tuple[int, int, bytes]]) -> tuple[Cmsg | None, str | None]:
-    """From a datagram's ancillary data: the cmsg that makes replies leave from the address
-    the datagram arrived on, and that address (None, None when there is none)."""
-    for level, kind, data in anc:
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
-            # in_pktinfo {ifindex, spec_dst, addr}: send with spec_dst = the header dst
-            local = socket.inet_ntop(socket.AF_INET, data[8:12])
-            return [(level, kind, struct.pack("=i", 0) + data[8:12] + bytes(4))], local
-        if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(data) >= 20:
-            # in6_pktinfo {addr, ifindex}: the same structure selects the source
-            local = socket.inet_ntop(socket.AF_INET6, data[:16])
-            if local.startswith("::ffff:") and "." in local:
-                local = local[7:]
-            return [(level, kind, bytes(data[:20]))], local
-    return None, None
 
 
 class Session:
@@ -78,7 +48,7 @@ class Session:
 
     def __init__(
         self,
-        stream: UDPStream,
+        stream: SessionOwner,
         client: tuple[object, ...],
         sock: socket.socket,
         cmsg: Cmsg | None,
@@ -154,7 +124,7 @@ class RecordedSession(Session):
 
     def __init__(
         self,
-        stream: UDPStream,
+        stream: SessionOwner,
         client: tuple[object, ...],
         sock: socket.socket,
         cmsg: Cmsg | None,

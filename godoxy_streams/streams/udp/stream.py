@@ -21,29 +21,13 @@ from typing import Any
 from loguru import logger
 
 from godoxy_streams.streams.admission import Admission, RefusalLog
-from godoxy_streams.streams.common import (
-    DEFAULT_OPTIONS,
-    Address,
-    ConnContext,
-    Hook,
-    OnClose,
-    StreamOptions,
-    StreamStats,
-    is_wildcard,
-    listen_socket,
-    resolve_bind,
-    where,
-)
+from godoxy_streams.streams.context import ConnContext, Hook, OnClose
+from godoxy_streams.streams.options import DEFAULT_OPTIONS, StreamOptions
+from godoxy_streams.streams.sockets import Address, is_wildcard, listen_socket, resolve_bind, where
+from godoxy_streams.streams.stats import StreamStats
 from godoxy_streams.streams.udp.opener import SessionOpener, literal
-from godoxy_streams.streams.udp.session import (
-    ANC_SIZE,
-    BATCH,
-    MAX_DATAGRAM,
-    Pending,
-    Session,
-    enable_pktinfo,
-    reply_cmsg,
-)
+from godoxy_streams.streams.udp.pktinfo import ANC_SIZE, enable_pktinfo, reply_cmsg
+from godoxy_streams.streams.udp.session import BATCH, MAX_DATAGRAM, Pending, Session
 
 SOCKET_BUFFER = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.[rw]mem_max
 
