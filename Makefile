@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench bench-deps image try-compose clean
+.PHONY: run test lint typecheck layers unit bench bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy godoxy_streams
 
-test: lint typecheck
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+test: lint typecheck layers
 	$(BIN)/python -m pytest $(ARGS)
 
 unit: $(STAMP)

@@ -22,11 +22,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from godoxy_streams.agent.wire.header import ALPN_HTTP
 from godoxy_streams.errors import ConfigError
 
 SCHEMES = ("unix", "tcp", "http", "https", "agent")
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+# An agent serves its read-only engine view as plain HTTP/1.1 on its port (agent.wire.header
+# ALPN_HTTP, the registered ALPN name; this module sits below the agent and names it itself).
+ENGINE_VIEW_ALPN = "http/1.1"
 
 
 class EngineSettings(BaseModel):
@@ -139,7 +142,7 @@ class EngineSettings(BaseModel):
             if cert is not None and key is not None:
                 context.load_cert_chain(str(cert), str(key))
             if self.is_agent:
-                context.set_alpn_protocols([alpn or ALPN_HTTP])
+                context.set_alpn_protocols([alpn or ENGINE_VIEW_ALPN])
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"Docker endpoint {self.url}: cannot load TLS files: {exc}") from exc
         return context

@@ -11,9 +11,11 @@ helpers (polling with deadlines, ports, TCP/UDP clients) live in tests/helpers.p
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -69,9 +71,43 @@ def _docker_marker_gate(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("docker_client")
 
 
+LEAK_GRACE = 2.0
+"""Seconds a test's leftover tasks get to finish on their own before they count as leaked."""
+
+
+@pytest.fixture
+async def no_task_leaks() -> AsyncIterator[None]:
+    """Fails a test that leaves asyncio tasks running behind it (every async test has it):
+    whatever a test starts, it must stop. Tasks still finishing (a close in progress) get
+    ``LEAK_GRACE`` seconds; what is left then is cancelled and named in the failure."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEAK_GRACE
+    leaked: set[asyncio.Task[object]] = set()
+    while True:
+        leaked = {t for t in asyncio.all_tasks() - before if t is not current and not t.done()}
+        if not leaked or loop.time() >= deadline:
+            break
+        await asyncio.wait(leaked, timeout=deadline - loop.time())
+    if leaked:
+        for task in leaked:
+            task.cancel()
+        await asyncio.gather(*leaked, return_exceptions=True)
+        names = sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in leaked)
+        pytest.fail(f"the test left {len(leaked)} asyncio task(s) running: {names}")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use `docker_client` (directly or not) carry the `docker` marker."""
+    """Tests that use `docker_client` (directly or not) carry the `docker` marker; async tests
+    get the `no_task_leaks` check."""
     for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function):
+            fixtures = getattr(item, "fixturenames", None)
+            if fixtures is not None and "no_task_leaks" not in fixtures:
+                fixtures.insert(0, "no_task_leaks")
         if "docker_client" in getattr(item, "fixturenames", ()):
             if item.get_closest_marker("docker") is None:
                 item.add_marker(pytest.mark.docker)

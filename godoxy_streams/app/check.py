@@ -9,13 +9,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.decide.desired import build_desired
 from godoxy_streams.docker_endpoints import EngineSettings
-from godoxy_streams.errors import ConfigError, LabelError
-from godoxy_streams.labels import ParseContext, ParseResult, parse_container, parse_static_routes
+from godoxy_streams.errors import LabelError
+from godoxy_streams.labels import ParseContext, ParseResult, parse_container
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.sources.compose import load_compose, yaml11_traps
 from godoxy_streams.sources.docker import DockerSource
@@ -69,14 +67,6 @@ def report_for(
         if (winner := desired.routes.get(r.key)) is not None and winner.members[0] == r.members[0]
     ]
     return report
-
-
-def load_routes_file(path: Path, ctx: ParseContext) -> ParseResult:
-    try:
-        document = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read routes file {path}: {exc}") from exc
-    return parse_static_routes(document or {"routes": {}}, ctx)
 
 
 def check_compose(path: Path, ctx: ParseContext) -> CheckReport:

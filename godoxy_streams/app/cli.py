@@ -137,12 +137,13 @@ def parse_context(settings: Settings, **extra: Any) -> ParseContext:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from godoxy_streams.app import check
+    from godoxy_streams.sources.routes_file import load_routes_file
 
     ctx = parse_context(settings)
     if args.compose:
         report = check.check_compose(args.compose, ctx)
     elif settings.routes_file:
-        report = check.report_for([], check.load_routes_file(settings.routes_file, ctx), ctx)
+        report = check.report_for([], load_routes_file(settings.routes_file, ctx), ctx)
     else:
         report = asyncio.run(check.check_engines(settings.docker, ctx))
     print(check.render(report, as_json=args.json))

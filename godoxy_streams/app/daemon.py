@@ -22,7 +22,6 @@ from godoxy_streams.agent.client.datagrams import DatagramTunnel
 from godoxy_streams.agent.client.tunnel import Tunnel
 from godoxy_streams.agent.quic.config import client_configuration
 from godoxy_streams.agent.wire.header import ALPN_STREAM
-from godoxy_streams.app.check import load_routes_file
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
@@ -30,22 +29,33 @@ from godoxy_streams.labels import ParseContext
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
+from godoxy_streams.reconcile.snapshot import build_snapshot
 from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.settings import Settings, api_address
+from godoxy_streams.snapshot import Snapshot
+from godoxy_streams.sources.routes_file import load_routes_file
 from godoxy_streams.sources.watcher import Watcher
 
 ROUTES_FILE_POLL = 1.0
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) -> None:
+        """``tunnels`` adds agent tunnels by engine name (beyond those of ``agent://``
+        engines, which are made here)."""
         self.settings = settings
         self.ctx = ParseContext(
             namespace=settings.namespace,
             default_bind=settings.default_bind,
             allowed_targets=settings.allowed_targets,
         )
-        self.manager = StreamManager(settings)
+        self.tunnels: dict[str, Tunnel] = {
+            engine.display_name(index): agent_tunnel(engine)
+            for index, engine in enumerate(() if settings.no_docker else settings.docker)
+            if engine.is_agent
+        }
+        self.tunnels.update(tunnels or {})
+        self.manager = StreamManager(settings, self.tunnels)
         self.reconciler = Reconciler(self.manager, self.ctx)
         self.watchers = (
             []
@@ -55,9 +65,6 @@ class Daemon:
                 for i, engine in enumerate(settings.docker)
             ]
         )
-        for index, engine in enumerate(() if settings.no_docker else settings.docker):
-            if engine.is_agent:
-                self.manager.tunnels[engine.display_name(index)] = agent_tunnel(engine)
         self.stop = asyncio.Event()
         self.force = False
         self.api_port: int | None = None
@@ -104,9 +111,8 @@ class Daemon:
             await self.manager.cut_all()
             await asyncio.gather(drain, return_exceptions=True)
         stopper.cancel()
-        for tunnel in self.manager.tunnels.values():
-            if tunnel.datagrams is not None:
-                await tunnel.datagrams.close()
+        for tunnel in self.tunnels.values():
+            await tunnel.close()
         logger.info("stopped")
 
     def _capture_signals(self) -> None:
@@ -161,14 +167,16 @@ class Daemon:
                 self.reload_routes()
 
     # -- status API ------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """What observers see now (built per call)."""
+        sources = [w.status for w in self.watchers]
+        return build_snapshot(self.reconciler, sources, self._static_synced)
+
     async def _start_api(self) -> None:
         host, port = api_address(self.settings.api)
-        sources = lambda: [w.status for w in self.watchers]  # noqa: E731
-        metrics = Metrics(self.reconciler, sources)
+        metrics = Metrics(self.snapshot)
         self.reconciler.on_pass = lambda report: metrics.observe_pass(report.duration)
-        app = build_app(
-            self.reconciler, sources, lambda: self._static_synced, metrics, self.settings.api_token
-        )
+        app = build_app(self.snapshot, metrics, self.settings.api_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -200,8 +208,7 @@ def run_daemon(settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) 
     setup_logging(settings.log)
 
     async def serve() -> None:
-        daemon = Daemon(settings)
-        daemon.manager.tunnels.update(tunnels or {})
+        daemon = Daemon(settings, tunnels)
         await daemon.serve()
 
     try:

@@ -11,16 +11,13 @@ last sync time, reconcile durations.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from godoxy_streams.reconcile.reconciler import Reconciler
-from godoxy_streams.sources.watcher import SourceState
-from godoxy_streams.streams.pool import Pool
+from godoxy_streams.snapshot import ROUTE_STATES, MemberView, Snapshot
 
 ROUTE_LABELS = ("alias", "scheme", "listen", "source")
 PREFIX = "godoxy_streams"
@@ -45,11 +42,10 @@ class MemberMetrics:
             f"{name}_dial_failures", "failed dials to the member", labels=labels
         )
 
-    def add(self, key: list[str], pool: Pool) -> None:
-        now = time.monotonic()
-        for m in pool.members:
-            labels = [*key, f"{m.address[0]}:{m.address[1]}", m.name]
-            self.up.add_metric(labels, 1 if m.available(now) else 0)
+    def add(self, key: list[str], members: Sequence[MemberView]) -> None:
+        for m in members:
+            labels = [*key, f"{m.host}:{m.port}", m.container]
+            self.up.add_metric(labels, 1 if m.available else 0)
             self.active.add_metric(labels, m.active)
             self.total.add_metric(labels, m.total)
             self.failures.add_metric(labels, m.failures)
@@ -59,11 +55,12 @@ class MemberMetrics:
 
 
 class DaemonCollector(Collector):
-    def __init__(self, reconciler: Reconciler, sources: Callable[[], Sequence[SourceState]]):
-        self.reconciler = reconciler
-        self.sources = sources
+    def __init__(self, snapshot: Callable[[], Snapshot]):
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
+        taken = self.snapshot()
+
         def counter(name: str, doc: str, extra: Sequence[str] = ()) -> CounterMetricFamily:
             return CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[*ROUTE_LABELS, *extra])
 
@@ -82,18 +79,21 @@ class DaemonCollector(Collector):
         dropped = counter("udp_datagrams_dropped", "UDP datagrams dropped")
         no_upstream = counter("no_upstream", "connections or UDP sessions with no healthy upstream")
         state = gauge("route_state", "1 for the route's current state", [*ROUTE_LABELS, "state"])
-        by_state: dict[str, int] = {"running": 0, "unhealthy": 0, "error": 0, "conflict": 0}
+        by_state = dict.fromkeys(ROUTE_STATES, 0)
         members = MemberMetrics()
 
-        for route in self.reconciler.manager.running.values():
-            spec, stats = route.spec, route.stream.stats
-            host = f"[{spec.bind}]" if ":" in spec.bind else spec.bind
-            key = [spec.alias, spec.scheme, f"{host}:{route.bound_port}", spec.origin.name]
+        for route in taken.routes:
+            spec, stats = route.spec, route.counters
+            key = [spec.alias, spec.scheme, route.listen, spec.origin.name]
+            by_state[route.state] += 1
+            state.add_metric([*key, route.state], 1)
+            if route.listen_port is None:
+                continue  # not bound (error, conflict): no counters
             total.add_metric(key, stats.total)
             active.add_metric(key, stats.active)
             traffic.add_metric([*key, "client_to_upstream"], stats.bytes_in)
             traffic.add_metric([*key, "upstream_to_client"], stats.bytes_out)
-            for reason, count in stats.dial_errors.items():
+            for reason, count in stats.dial_errors:
                 dial.add_metric([*key, reason], count)
             refused.add_metric(key, stats.refused)
             denied.add_metric(key, stats.denied)
@@ -104,17 +104,7 @@ class DaemonCollector(Collector):
                 table_full.add_metric(key, stats.sessions_refused)
                 dropped.add_metric(key, stats.dropped)
             no_upstream.add_metric(key, stats.no_upstream)
-            now = "running" if route.healthy else "unhealthy"
-            state.add_metric([*key, now], 1)
-            by_state[now] += 1
-            if route.stream.pool is not None:
-                members.add(key, route.stream.pool)
-        idle = [(spec, "error") for spec, _ in self.reconciler.manager.failed.values()]
-        idle += [(c.route, "conflict") for c in self.reconciler.last.conflicts]
-        for spec, name in idle:
-            where = f"{spec.bind}:{spec.listen_port or 0}"
-            state.add_metric([spec.alias, spec.scheme, where, spec.origin.name, name], 1)
-            by_state[name] += 1
+            members.add(key, route.members)
         yield from (total, active, traffic, dial, refused, denied, limited, proxy_errors)
         yield from (table_full, dropped, no_upstream, state)
         yield from members.families()
@@ -124,23 +114,23 @@ class DaemonCollector(Collector):
             routes.add_metric([name], count)
         yield routes
         invalid = gauge("invalid_routes", "routes rejected for invalid labels", [])
-        invalid.add_metric([], len(self.reconciler.label_errors()))
+        invalid.add_metric([], len(taken.errors))
         yield invalid
         engines = gauge("docker_connected", "1 while the Docker engine answers", ["engine"])
-        for source in self.sources():
+        for source in taken.sources:
             engines.add_metric([source.name], 1 if source.state == "connected" else 0)
         yield engines
         last = gauge("last_sync_timestamp_seconds", "when the last reconcile pass finished", [])
-        last.add_metric([], self.reconciler.last.finished_at)
+        last.add_metric([], taken.last_sync)
         yield last
 
 
 class Metrics:
     """The registry of one daemon: its collector plus the reconcile-duration histogram."""
 
-    def __init__(self, reconciler: Reconciler, sources: Callable[[], Sequence[SourceState]]):
+    def __init__(self, snapshot: Callable[[], Snapshot]):
         self.registry = CollectorRegistry()
-        self.registry.register(DaemonCollector(reconciler, sources))
+        self.registry.register(DaemonCollector(snapshot))
         self.reconcile_duration = Histogram(
             f"{PREFIX}_reconcile_duration_seconds",
             "time of one reconcile pass (parse, plan, apply)",

@@ -178,6 +178,14 @@ class Reconciler:
         self.static = result
         self.mark_dirty()
 
+    def own_container(self, info: ContainerInfo) -> None:
+        """The container this daemon runs in: never routed; the networks it is on decide which
+        address of a container on several networks is dialled."""
+        self.own_ids.add(info.id)
+        networks = frozenset(n for n, ip in info.networks.items() if ip)
+        if self.ctx.own_networks != networks:
+            self.set_context(replace(self.ctx, own_networks=networks))
+
     def set_context(self, ctx: ParseContext) -> None:
         if ctx == self.ctx:
             return

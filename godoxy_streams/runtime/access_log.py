@@ -13,7 +13,7 @@ from collections.abc import Callable
 from loguru import logger
 
 from godoxy_streams.model import RouteSpec
-from godoxy_streams.streams import ConnRecord
+from godoxy_streams.streams.context import ConnRecord
 from godoxy_streams.streams.sockets import where
 
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from godoxy_streams.model import HealthCheck, Member, RouteKey, RouteSpec
+from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.streams.probes import HealthMonitor, HealthState, probe_for
 from godoxy_streams.streams.sockets import where
 
 if TYPE_CHECKING:
-    from godoxy_streams.agent.client.tunnel import Tunnel
     from godoxy_streams.streams.pool import Pool
 
 MonitorKey = tuple[RouteKey, str, tuple[str, int], HealthCheck, int]  # ..., id of the pool
@@ -37,7 +37,7 @@ def member_key(member: Member) -> str:
 class HealthChecks:
     """The probe tasks of every running route's members."""
 
-    def __init__(self, tunnels: Mapping[str, Tunnel] | None = None) -> None:
+    def __init__(self, tunnels: Mapping[str, EngineTunnel] | None = None) -> None:
         self._tasks: dict[MonitorKey, asyncio.Task[None]] = {}
         self._tunnels = tunnels if tunnels is not None else {}
 

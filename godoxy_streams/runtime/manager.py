@@ -16,17 +16,21 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from godoxy_streams.agent.client.tunnel import Tunnel
 from godoxy_streams.decide.plan import Plan
 from godoxy_streams.errors import ListenError
 from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.runtime.access_log import access_logger
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
+from godoxy_streams.runtime.tunnels import EngineTunnel
+from godoxy_streams.runtime.views import failed_view, running_view
 from godoxy_streams.settings import Settings
-from godoxy_streams.streams import StreamOptions, TCPStream, UDPStream
+from godoxy_streams.snapshot import RouteView
 from godoxy_streams.streams.acl import Acl
 from godoxy_streams.streams.limits import ConcurrencyCounter
+from godoxy_streams.streams.options import StreamOptions
 from godoxy_streams.streams.pool import MemberSpec, describe
+from godoxy_streams.streams.tcp.stream import TCPStream
+from godoxy_streams.streams.udp.stream import UDPStream
 
 Stream = TCPStream | UDPStream
 
@@ -66,7 +70,9 @@ def member_specs(spec: RouteSpec) -> list[MemberSpec]:
 
 
 class StreamManager:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, tunnels: Mapping[str, EngineTunnel] | None = None
+    ) -> None:
         self._settings = settings
         self.running: dict[RouteKey, RunningRoute] = {}
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
@@ -78,11 +84,28 @@ class StreamManager:
         self._trusted = Acl(allow=trusted) if trusted else None
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
-        self.tunnels: dict[str, Tunnel] = {}  # engine name -> its agent's tunnel
+        self.tunnels: Mapping[str, EngineTunnel] = tunnels or {}  # engine name -> its tunnel
         self.health = HealthChecks(self.tunnels)
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
+
+    def route_views(self) -> list[RouteView]:
+        """The running and failed routes for the read model, counters as of now."""
+        views = [
+            running_view(r.spec, r.bound_port, r.stream.stats, r.stream.pool, r.stream.balancing)
+            for r in self.running.values()
+        ]
+        views += [failed_view(spec, message) for spec, message in self.failed.values()]
+        return views
+
+    def channel_views(self) -> dict[str, dict[str, object]]:
+        """Each tunnel's datagram channel, for ``/healthz``."""
+        return {
+            engine: view
+            for engine, tunnel in self.tunnels.items()
+            if (view := tunnel.channel_view()) is not None
+        }
 
     def running_specs(self) -> dict[RouteKey, RouteSpec]:
         return {key: route.spec for key, route in self.running.items()}

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Protocol
 
 from loguru import logger
 
+from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import EngineError, EngineUnavailable
-from godoxy_streams.reconcile.reconciler import Reconciler
 from godoxy_streams.settings import Settings
+from godoxy_streams.snapshot import SourceView
 from godoxy_streams.sources.docker import DockerSource, EngineEvent, own_container_id
 
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
@@ -26,34 +28,36 @@ SWARM_SETTLE = 0.25  # first pause before another look at Swarm tasks that are s
 STOPPING = {"die": "exited", "pause": "paused", "destroy": "removed"}
 
 
-@dataclass
-class SourceState:
-    """What the status API says of one engine."""
+class ContainerSink(Protocol):
+    """Where a watcher sends what it learns (the reconciler): one container at a time, a full
+    list per engine, and what events say for sure before an inspect confirms it."""
 
-    name: str
-    endpoint: str
-    state: str = "connecting"  # connecting, connected, disconnected
-    since: float = 0.0
-    error: str | None = None
-    synced: bool = False  # the first sync completed or failed once
-    version: str = ""
+    def set_engine_host(self, engine: str, remote_host: str | None) -> None: ...
 
-    def as_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "endpoint": self.endpoint,
-            "state": self.state,
-            "since": self.since,
-            "error": self.error,
-            "version": self.version,
-        }
+    def set_engine_protos(self, engine: str, protos: frozenset[str]) -> None: ...
+
+    def own_container(self, info: ContainerInfo) -> None: ...
+
+    def update(self, info: ContainerInfo) -> None: ...
+
+    def replace_engine(self, engine: str, infos: list[ContainerInfo]) -> None: ...
+
+    def remove(self, engine: str, container_id: str) -> None: ...
+
+    def set_state(self, engine: str, container_id: str, state: str) -> None: ...
+
+    def signalled(self, engine: str, container_id: str, sent: str) -> None: ...
+
+    def clear_stopping(self, engine: str, container_id: str) -> None: ...
+
+    def mark_dirty(self) -> None: ...
 
 
 class Watcher:
     def __init__(
         self,
         endpoint: EngineSettings,
-        reconciler: Reconciler,
+        sink: ContainerSink,
         settings: Settings,
         *,
         engine: str = "local",
@@ -64,18 +68,17 @@ class Watcher:
         self._ssl = endpoint.ssl_context()  # unreadable certificate files stop the start-up
         self._local = endpoint.is_local and not endpoint.is_agent
         self._agent = endpoint.is_agent
-        reconciler.set_engine_host(engine, endpoint.remote_host)
-        self.reconciler = reconciler
+        sink.set_engine_host(engine, endpoint.remote_host)
+        self.sink = sink
         self.settings = settings
-        self.status = SourceState(engine, endpoint.url, since=time.time())
+        self.status = SourceView(engine, endpoint.url, since=time.time())
         self.synced = asyncio.Event()
         self._warned_network = False
         self._swarm = False  # whether the engine was a Swarm manager at the last look
 
     def _set(self, state: str, error: str | None = None) -> None:
-        if state != self.status.state:
-            self.status.state, self.status.since = state, time.time()
-        self.status.error = error
+        since = time.time() if state != self.status.state else self.status.since
+        self.status = replace(self.status, state=state, since=since, error=error)
 
     async def run(self) -> None:
         attempt = 0
@@ -86,8 +89,8 @@ class Watcher:
                 if self._agent:
                     capabilities = await source.agent_capabilities()
                     protos = {p for p in ("tcp", "udp") if capabilities.get(p)}
-                    self.reconciler.set_engine_protos(self.engine, frozenset(protos))
-                self.status.version = str(version.get("Version", ""))
+                    self.sink.set_engine_protos(self.engine, frozenset(protos))
+                self.status = replace(self.status, version=str(version.get("Version", "")))
                 since = time.time() - 1
                 await self._sync(source)
                 if self.status.state == "disconnected":
@@ -109,14 +112,14 @@ class Watcher:
                     )
                 self._set("disconnected", str(exc))
                 if not self.status.synced:
-                    self.reconciler.mark_dirty()  # one pass, so /healthz can answer
+                    self.sink.mark_dirty()  # one pass, so /healthz can answer
                 self._mark_synced()
                 await asyncio.sleep(delay)
             finally:
                 await source.close()
 
     def _mark_synced(self) -> None:
-        self.status.synced = True
+        self.status = replace(self.status, synced=True)
         self.synced.set()
 
     async def _sync(self, source: DockerSource) -> None:
@@ -125,11 +128,7 @@ class Watcher:
         if own:
             mine = next((i for i in infos if i.id == own), None)
             if mine is not None:
-                self.reconciler.own_ids.add(mine.id)
-                networks = frozenset(n for n, ip in mine.networks.items() if ip)
-                ctx = self.reconciler.ctx
-                if ctx.own_networks != networks:
-                    self.reconciler.set_context(replace(ctx, own_networks=networks))
+                self.sink.own_container(mine)
                 if not mine.host_network and not self._warned_network:
                     self._warned_network = True
                     mode = mine.network_mode
@@ -142,7 +141,7 @@ class Watcher:
                         f"godoxy-streams runs in {where}: its listeners appear on the host "
                         "only through published ports; run it with network_mode: host"
                     )
-        self.reconciler.replace_engine(self.engine, infos)
+        self.sink.replace_engine(self.engine, infos)
         await self._sync_swarm(source)
         self._mark_synced()
 
@@ -163,7 +162,7 @@ class Watcher:
             return True
         if tasks is not None or self._swarm:
             self._swarm = tasks is not None
-            self.reconciler.replace_engine(self.engine + ":swarm", tasks or [])
+            self.sink.replace_engine(self.engine + ":swarm", tasks or [])
         return any(not task.running for task in tasks or [])
 
     async def _follow(self, source: DockerSource, since: float) -> None:
@@ -181,13 +180,11 @@ class Watcher:
                 if event.kind in ("service", "node"):
                     continue
                 if event.kind == "container" and event.action in STOPPING:
-                    self.reconciler.set_state(
-                        self.engine, event.container_id, STOPPING[event.action]
-                    )
+                    self.sink.set_state(self.engine, event.container_id, STOPPING[event.action])
                 elif event.kind == "container" and event.signal:
-                    self.reconciler.signalled(self.engine, event.container_id, event.signal)
+                    self.sink.signalled(self.engine, event.container_id, event.signal)
                 elif event.kind == "container" and event.action in ("start", "unpause"):
-                    self.reconciler.clear_stopping(self.engine, event.container_id)
+                    self.sink.clear_stopping(self.engine, event.container_id)
                 pending.add(event.container_id)
                 wake.set()
 
@@ -223,9 +220,9 @@ class Watcher:
                 infos = await asyncio.gather(*(source.inspect(cid) for cid in ids))
                 for cid, info in zip(ids, infos, strict=True):
                     if info is None:
-                        self.reconciler.remove(self.engine, cid)
+                        self.sink.remove(self.engine, cid)
                     else:
-                        self.reconciler.update(info)
+                        self.sink.update(info)
 
         async def resync() -> None:
             while True:

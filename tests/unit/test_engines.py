@@ -80,3 +80,11 @@ def test_a_forwarded_socket_can_stand_for_a_remote_host() -> None:
     engine = EngineSettings(url="unix:///tmp/edge.sock", local=False, address="192.0.2.1")
     assert not engine.is_local and engine.remote_host == "192.0.2.1"
     assert engine.client_url() == "unix:///tmp/edge.sock"
+
+
+def test_engine_view_alpn_is_the_agents() -> None:
+    """docker_endpoints sits below the agent and names the engine view's ALPN itself."""
+    from godoxy_streams.agent.wire.header import ALPN_HTTP
+    from godoxy_streams.docker_endpoints import ENGINE_VIEW_ALPN
+
+    assert ENGINE_VIEW_ALPN == ALPN_HTTP

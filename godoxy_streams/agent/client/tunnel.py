@@ -55,6 +55,15 @@ class Tunnel:
         self.server_hostname = server_hostname or host
         self.datagrams = datagrams
 
+    def channel_view(self) -> dict[str, object] | None:
+        """The datagram channel's state (None without one)."""
+        return self.datagrams.view() if self.datagrams is not None else None
+
+    async def close(self) -> None:
+        """End the datagram channel (TCP tunnels are per connection and end with them)."""
+        if self.datagrams is not None:
+            await self.datagrams.close()
+
     async def open_flow(
         self, host: str, port: int, on_lost: Callable[[socket.socket], None]
     ) -> socket.socket:

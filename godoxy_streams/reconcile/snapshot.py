@@ -1,0 +1,73 @@
+"""Builds the read model (``snapshot.Snapshot``) from the reconciler's state and the
+manager's routes: routes with counters, conflicts, label errors, and each labelled container
+with the reason it is or is not exposed. Called per request by the observers' provider."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from godoxy_streams.reconcile.reconciler import ContainerEntry, Reconciler
+from godoxy_streams.snapshot import ContainerView, RouteView, Snapshot, SourceView
+
+
+def container_reason(
+    entry: ContainerEntry, reconciler: Reconciler, running: Mapping[str, int]
+) -> tuple[bool, str]:
+    """Whether a container is exposed and why (or why not); ``running`` counts the running
+    routes each container id is a member of."""
+    info, result = entry.info, entry.result
+    if info.id in reconciler.own_ids:
+        return False, "godoxy-streams itself"
+    if result.excluded:
+        return False, "excluded (proxy.exclude)"
+    if not info.running:
+        return False, f"not running ({info.state})"
+    mine = running.get(info.id, 0)
+    if result.errors and not result.routes:
+        return False, "invalid label: " + "; ".join(e.message for e in result.errors)
+    conflicted = [c for c in reconciler.last.conflicts if c.route.origin.id == info.id]
+    if conflicted and not mine:
+        return False, "conflict: " + conflicted[0].message
+    if not result.routes and not result.errors:
+        return False, "no stream routes in its labels"
+    parts = [f"{mine} route(s) running"]
+    if result.errors:
+        parts.append(f"{len(result.errors)} invalid")
+    if conflicted:
+        parts.append(f"{len(conflicted)} in conflict")
+    return bool(mine), ", ".join(parts)
+
+
+def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
+    running: dict[str, int] = {}
+    for route in reconciler.manager.running.values():
+        for cid in {m.origin.id for m in route.spec.members}:
+            running[cid] = running.get(cid, 0) + 1
+    rows = []
+    for entry in reconciler.containers.values():
+        if not entry.result.labelled:
+            continue
+        exposed, reason = container_reason(entry, reconciler, running)
+        info = entry.info
+        rows.append(ContainerView(info.name, info.id, info.engine, info.state, exposed, reason))
+    return tuple(sorted(rows, key=lambda r: r.name))
+
+
+def build_snapshot(
+    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
+) -> Snapshot:
+    routes: list[RouteView] = reconciler.manager.route_views()
+    routes += [
+        RouteView(spec=c.route, state="conflict", error=c.message)
+        for c in reconciler.last.conflicts
+    ]
+    return Snapshot(
+        routes=tuple(routes),
+        errors=tuple(reconciler.label_errors()),
+        containers=container_views(reconciler),
+        sources=tuple(sources),
+        static_synced=static_synced,
+        passes=reconciler.passes,
+        last_sync=reconciler.last.finished_at,
+        agent_channels=reconciler.manager.channel_views(),
+    )

@@ -1,0 +1,73 @@
+"""The runtime's part of the read model: each running or failed route as a ``RouteView``,
+read from its stream's counters and pool at the moment of the call (no live object leaves)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from godoxy_streams.model import RouteSpec
+from godoxy_streams.snapshot import Counters, MemberView, RouteView
+from godoxy_streams.streams.pool import Pool
+from godoxy_streams.streams.stats import StreamStats
+
+
+def counters_of(stats: StreamStats) -> Counters:
+    return Counters(
+        active=stats.active,
+        total=stats.total,
+        bytes_in=stats.bytes_in,
+        bytes_out=stats.bytes_out,
+        dial_errors=tuple(sorted(stats.dial_errors.items())),
+        refused=stats.refused,
+        denied=stats.denied,
+        limited=stats.limited,
+        proxy_errors=stats.proxy_errors,
+        sessions_refused=stats.sessions_refused,
+        dropped=stats.dropped,
+        no_upstream=stats.no_upstream,
+    )
+
+
+def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
+    return tuple(
+        MemberView(
+            key=m.key,
+            host=m.address[0],
+            port=m.address[1],
+            container=m.name,
+            state=m.state(now),
+            available=m.available(now),
+            docker_health=m.docker_health,
+            active=m.active,
+            total=m.total,
+            failures=m.failures,
+            last_error=m.probe_error or m.last_error,
+        )
+        for m in pool.members
+    )
+
+
+def running_view(
+    spec: RouteSpec, bound_port: int, stats: StreamStats, pool: Pool | None, balancing: bool
+) -> RouteView:
+    """A bound route: ``running`` while some member may take connections, else ``unhealthy``."""
+    now = time.monotonic()
+    members = members_of(pool, now) if pool is not None else ()
+    if len(members) == 1 and not balancing:
+        # a lone healthy member is served by the plain relay, which counts per route
+        members = (replace(members[0], active=stats.active, total=stats.total),)
+    healthy = pool is None or pool.any_available()
+    return RouteView(
+        spec=spec,
+        state="running" if healthy else "unhealthy",
+        error=None if healthy else "no healthy upstream",
+        listen_port=bound_port,
+        counters=counters_of(stats),
+        members=members,
+    )
+
+
+def failed_view(spec: RouteSpec, message: str) -> RouteView:
+    """A route whose listener could not be bound."""
+    return RouteView(spec=spec, state="error", error=message)
