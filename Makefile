@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck unit bench bench-deps image try-compose clean
+.PHONY: run test test-deps lint typecheck unit bench bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy godoxy_streams
 
-test: lint typecheck
+# test-deps first: it installs (as root) the system packages the tests need, the venv's included.
+test: test-deps lint typecheck
 	$(BIN)/python -m pytest $(ARGS)
+
+test-deps:
+	scripts/test-deps.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(ARGS)
