@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint typecheck layers unit bench bench-deps image try-compose clean
+.PHONY: run test test-deps lint typecheck layers unit bench bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
-test: lint typecheck layers
+# test-deps first: it installs (as root) the system packages the tests need, the venv's included.
+test: test-deps lint typecheck layers
 	$(BIN)/python -m pytest $(ARGS)
+
+test-deps:
+	scripts/test-deps.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(ARGS)
