@@ -1,4 +1,4 @@
-"""The stream manager: applies a plan to the stream engine.
+"""The stream manager: applies a plan to the data plane.
 
 Owns one stream per running route, keyed by ``RouteKey``, each with its pool of members (one
 for a plain route) and their health checks. A bind failure is an error of that route only

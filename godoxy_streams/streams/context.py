@@ -59,7 +59,7 @@ OnClose = Callable[[ConnRecord], None]
 
 
 def deliver(on_close: OnClose, record: ConnRecord, log: Any) -> None:
-    """Hand a close record over; a failing callback is logged, never raised into the engine."""
+    """Hand a close record over; a failing callback is logged, never raised into the relay."""
     try:
         on_close(record)
     except Exception:

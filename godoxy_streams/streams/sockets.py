@@ -1,4 +1,4 @@
-"""The socket edge shared by the TCP and UDP engines: binding a listen socket (with
+"""The socket edge shared by the TCP and UDP data planes: binding a listen socket (with
 ``OSError`` translated into the ``ListenError`` tree), resolving a bind address, naming why a
 dial failed, and formatting addresses. Nothing here runs per packet."""
 

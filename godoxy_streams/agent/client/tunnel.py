@@ -5,7 +5,7 @@ stream header; and the probe that asks the agent to check a destination, for hea
 ``Tunnel.open_flow`` opens a UDP flow through the agent's datagram channel (``flows``).
 
 ``Tunnel.dial`` has the signature of ``loop.create_connection`` minus the options, so the
-stream engine uses it as its ``dialer``: the header is written before the relay's protocol
+data plane uses it as its ``dialer``: the header is written before the relay's protocol
 sees the transport, so it precedes every client byte (and a PROXY header, when one is sent).
 """
 

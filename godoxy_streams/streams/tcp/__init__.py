@@ -1,1 +1,1 @@
-"""The TCP engine: a listener per route and the connection classes that relay its connections."""
+"""The TCP data plane: a listener per route and the connection classes that relay its connections."""

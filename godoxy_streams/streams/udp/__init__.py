@@ -1,1 +1,1 @@
-"""The UDP engine: a listen socket per route and its sessions, one connected upstream each."""
+"""The UDP data plane: a listen socket per route and its sessions, one connected upstream each."""

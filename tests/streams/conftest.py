@@ -1,5 +1,5 @@
-"""Every async engine test runs under each available event loop (asyncio, and uvloop when
-installed): the engine must behave the same on both."""
+"""Every async data-plane test runs under each available event loop (asyncio, and uvloop when
+installed): the data plane must behave the same on both."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A container told to stop leaves its routes at once, and serves again if it still runs when
-``STOP_GRACE`` is over (the reconciler's index, no engine needed)."""
+``STOP_GRACE`` is over (the reconciler's index, no Docker engine needed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine under both event loops (``loops.run``), and the loop choice itself."""
+"""The data plane under both event loops (``loops.run``), and the loop choice itself."""
 
 from __future__ import annotations
 

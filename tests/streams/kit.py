@@ -1,4 +1,4 @@
-"""Loopback backends and clients for the engine tests: echo, tagged echo, capture, UDP echo.
+"""Loopback backends and clients for the data-plane tests: echo, tagged echo, capture, UDP echo.
 
 Everything binds 127.0.0.1 or ::1 (or a wildcard, for the pktinfo test) on port 0 and is
 closed by its context manager; clients may bind another 127.0.0.x source (``source=``).
