@@ -1,1 +1,2 @@
-"""The TCP data plane: a listener per route and the connection classes that relay its connections."""
+"""The TCP data plane: a listener per route and the connection classes that relay its
+connections."""
