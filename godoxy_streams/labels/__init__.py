@@ -12,6 +12,13 @@ from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext, default_alias
 from godoxy_streams.labels.fields import RouteFacts, RouteResult, build_routes
 from godoxy_streams.labels.grammar import FieldValue, expand, load_yaml_block, normalise_name
+from godoxy_streams.labels.idle import (
+    IdleConfig,
+    asleep_routes,
+    asleep_view,
+    read_idle,
+    without_idle_notes,
+)
 from godoxy_streams.labels.target import (
     TargetProblem,
     check_label_host,
@@ -32,6 +39,7 @@ class ParseResult:
     notes: tuple[str, ...] = ()
     excluded: bool = False
     labelled: bool = True
+    idle: IdleConfig | None = None  # the container's sleep/wake settings (labels.idle)
 
     def merged(self, other: ParseResult) -> ParseResult:
         return ParseResult(
@@ -77,7 +85,25 @@ def _origin(info: ContainerInfo, ctx: ParseContext) -> RouteOrigin:
 
 
 def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
-    """The stream routes a container's labels declare (whatever its state)."""
+    """The stream routes a container's labels declare (whatever its state), and its sleep/wake
+    settings; a stopped or paused container with sleep/wake gets its routes with no target
+    (``labels.idle``). Swarm services cannot be stopped and woken: their settings are noted."""
+    idle = read_idle(info.labels, ctx.namespace, info.name)
+    if idle.errors:
+        return ParseResult(errors=idle.errors)
+    config, notes = idle.config, idle.notes
+    if config is not None and info.node_address is not None:
+        config, notes = None, (f"{info.name}: sleep/wake is not supported for Swarm services",)
+    if config is not None and not info.running:
+        parsed = _parse_labels(*asleep_view(info, ctx))
+        parsed = replace(parsed, routes=asleep_routes(parsed.routes))
+    else:
+        parsed = _parse_labels(info, ctx)
+    notes = without_idle_notes(parsed.notes, idle.keys) + notes
+    return replace(parsed, notes=notes, idle=config)
+
+
+def _parse_labels(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
     if not has_labels(info.labels, ctx.namespace):
         return ParseResult(labelled=False)
     expansion = expand(

@@ -43,10 +43,16 @@ def test_http_only_labels_on_a_stream_route_are_noted_not_errors() -> None:
     assert any("proxy.app.homepage.name" in n and "HTTP" in n for n in result.notes)
 
 
-def test_idle_watcher_labels_are_noted() -> None:
-    result = parse({"proxy.idle_timeout": "1h", "proxy.app.port": "2222:22"})
-    assert len(result.routes) == 1
-    assert any("proxy.idle_timeout" in n for n in result.notes)
+def test_idle_watcher_labels_streams_do_not_use_are_noted() -> None:
+    labels = {
+        "proxy.start_endpoint": "/x",
+        "proxy.app.port": "2222:22",
+        "proxy.app.idle_timeout": "1h",
+    }
+    result = parse(labels)
+    assert len(result.routes) == 1 and result.idle is None
+    assert any("proxy.start_endpoint" in n for n in result.notes)
+    assert any("proxy.app.idle_timeout" in n for n in result.notes)
 
 
 def test_aliases_split_on_commas_and_whitespace_lowercased() -> None:
