@@ -19,7 +19,13 @@ import yaml
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext
-from godoxy_streams.labels.values import ValueProblem, parse_choice, parse_duration, split_list
+from godoxy_streams.labels.values import (
+    ValueProblem,
+    parse_choice,
+    parse_duration,
+    parse_positive_duration,
+    split_list,
+)
 from godoxy_streams.model import RouteSpec
 
 StopMethod = Literal["stop", "pause", "kill"]
@@ -66,13 +72,6 @@ class IdleLabels:
     errors: tuple[LabelError, ...] = ()
     notes: tuple[str, ...] = ()
     keys: frozenset[str] = field(default_factory=frozenset)
-
-
-def _positive(text: str) -> float:
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueProblem("expected a duration greater than zero, such as 30s or 1m")
-    return seconds
 
 
 def _stop_method(text: str) -> StopMethod:
@@ -163,9 +162,9 @@ def read_idle(labels: Mapping[str, str], namespace: str, container: str) -> Idle
 
     config = IdleConfig(
         idle_timeout=read("idle_timeout", parse_duration, 0.0),
-        wake_timeout=read("wake_timeout", _positive, WAKE_TIMEOUT),
+        wake_timeout=read("wake_timeout", parse_positive_duration, WAKE_TIMEOUT),
         stop_method=read("stop_method", _stop_method, "stop"),
-        stop_timeout=read("stop_timeout", _positive, STOP_TIMEOUT),
+        stop_timeout=read("stop_timeout", parse_positive_duration, STOP_TIMEOUT),
         stop_signal=read("stop_signal", _signal, None),
         depends_on=read("depends_on", lambda text: parse_depends_on(text, strict=True)[0], ()),
     )
