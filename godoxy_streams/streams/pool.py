@@ -1,9 +1,12 @@
 """Upstream pools: the members of one stream, whether each may take new connections, and the
 choice of a member for each new TCP connection or UDP session.
 
-A member is available when Docker does not say ``starting``/``unhealthy``, its active probe
-(if any) says up, and no dial to it failed within the last ``cooldown`` seconds (passive
-mark-down). Modes: ``round_robin`` (the next available member in turn), ``least_conn`` (the
+A member is available when it is not asleep, Docker does not say ``starting``/``unhealthy``,
+its active probe (if any) says up, and no dial to it failed within the last ``cooldown``
+seconds (passive mark-down). A sleeping member (its backend is stopped until something wakes
+it, e.g. a ``pre_dial`` hook) is never picked.
+
+Modes: ``round_robin`` (the next available member in turn), ``least_conn`` (the
 fewest live connections, ties in turn) and ``ip_hash`` (rendezvous hashing of the client
 address, so a client keeps its member while that member is available and only the clients
 of a member that leaves move). Runs once per new connection or session, never per read.
@@ -38,6 +41,7 @@ class MemberSpec:
     address: Address
     name: str = ""  # the container (or file entry) behind it, for display
     docker_health: str | None = None  # Docker's HEALTHCHECK state, when the container has one
+    sleeping: bool = False  # its backend sleeps (or is being woken): not picked
 
 
 @dataclass(eq=False)
@@ -48,6 +52,7 @@ class PoolMember:
     address: Address
     name: str = ""
     docker_health: str | None = None
+    sleeping: bool = False
     probe_up: bool = True
     probe_error: str | None = None
     passive_until: float = 0.0
@@ -60,12 +65,17 @@ class PoolMember:
     def available(self, now: float) -> bool:
         docker = self.docker_health
         return (
-            (docker is None or docker == "healthy") and self.probe_up and now >= self.passive_until
+            (docker is None or docker == "healthy")
+            and self.probe_up
+            and now >= self.passive_until
+            and not self.sleeping
         )
 
     def state(self, now: float) -> str:
-        """``healthy``, or why not: ``starting``/``unhealthy`` (Docker), ``down`` (probe),
-        ``failing`` (a recent dial failed)."""
+        """``healthy``, or why not: ``sleeping``, ``starting``/``unhealthy`` (Docker),
+        ``down`` (probe), ``failing`` (a recent dial failed)."""
+        if self.sleeping:
+            return "sleeping"
         if self.docker_health in ("starting", "unhealthy"):
             return self.docker_health
         if not self.probe_up:
@@ -103,6 +113,7 @@ class Pool:
             elif member.address != spec.address:
                 member.address, member.passive_until, member.probe_up = spec.address, 0.0, True
             member.name, member.docker_health = spec.name, spec.docker_health
+            member.sleeping = spec.sleeping
             members.append(member)
         self.members = members
         self.changed()

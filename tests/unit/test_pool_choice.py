@@ -126,3 +126,18 @@ def test_unknown_mode_is_refused() -> None:
         Pool("random")
     with pytest.raises(ValueError):
         pool().update([], "weighted")
+
+
+def test_a_sleeping_member_is_never_picked_and_says_so() -> None:
+    p = Pool("round_robin")
+    p.update([MemberSpec("m0", ("10.0.0.1", 1), sleeping=True), MemberSpec("m1", ("10.0.0.1", 2))])
+    assert picks(p, 3) == ["m1", "m1", "m1"]
+    assert [m.state(0) for m in p.members] == ["sleeping", "healthy"]
+    p.update([MemberSpec("m0", ("10.0.0.9", 1)), MemberSpec("m1", ("10.0.0.1", 2))])  # woke
+    assert picks(p, 2) == ["m0", "m1"] and p.members[0].address == ("10.0.0.9", 1)
+
+
+def test_a_lone_sleeping_member_needs_a_choice_and_none_is_available() -> None:
+    p = Pool()
+    p.update([MemberSpec("m0", ("", 7), sleeping=True)])
+    assert p.needs_choice() and not p.any_available() and p.pick() is None

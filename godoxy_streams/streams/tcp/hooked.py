@@ -11,7 +11,7 @@ import inspect
 
 from godoxy_streams.errors import Refused
 from godoxy_streams.streams.context import ConnContext
-from godoxy_streams.streams.sockets import sock_addr, where
+from godoxy_streams.streams.sockets import sock_addr
 from godoxy_streams.streams.tcp.relay import Conn, ConnOwner, Upstream
 
 
@@ -83,26 +83,28 @@ class HookedConn(Conn):
             self.finish()
 
     async def dial_hooked(self) -> None:
-        """Run the pre_dial hook, then dial as usual."""
+        """Run the pre_dial hook, then dial as usual: where the stream points once the hook
+        is done (a hook may wait for the upstream and move the stream to it; a pooled stream
+        picks its member only now). Client bytes that arrive meanwhile are held (``hold``,
+        bounded: reading pauses past ``HIGH_WATER``)."""
         stream = self.stream
-        target = stream.target
         try:
-            result = stream.pre_dial(self.context(target)) if stream.pre_dial else None
+            result = stream.pre_dial(self.context(stream.target)) if stream.pre_dial else None
             if result is not None and inspect.isawaitable(result):
                 await result
         except Refused as exc:
             self.note("refused")
             stream.stats.refused += 1
-            stream.log.bind(dst=where(target)).info(f"connection refused by pre_dial: {exc}")
+            stream.refusals.note("refused", f"connection refused by pre_dial: {exc}")
             self.transport.close()
             return
         except Exception as exc:
-            self.dial_failed(exc, "pre_dial", target)
+            self.dial_failed(exc, "pre_dial", stream.target)
             return
         finally:
             self.dialing = None
         if not self.lost:
-            self.dial(target)
+            self.dial(stream.target)
 
     def context(self, target: tuple[str, int]) -> ConnContext:
         ctx = self.ctx

@@ -2,8 +2,10 @@
 the upstream socket; a mixin of ``UDPStream``.
 
 The common case (no hook, an IP target) opens the session synchronously inside the read
-batch. Otherwise the session is pending: its datagrams queue in order (bounded) while a task
-runs the hook and the resolution, then they are sent as the session opens.
+batch. Otherwise the session is pending: its datagrams queue in order (bounded, ``PENDING_MAX``;
+more are dropped and counted) while a task runs the hook and the resolution, then they are
+sent as the session opens. With a hook, the session goes where the stream points once the
+hook is done (a pooled stream picks its member only then): a hook may wait for the upstream.
 """
 
 from __future__ import annotations
@@ -83,15 +85,10 @@ class SessionOpener(PooledStream):
             if key is None:
                 return
         member = None
-        if self.balancing:
-            member = self.pool.pick(str(addr[0])) if self.pool is not None else None
+        if self.balancing and self.pre_dial is None:
+            member = self.pick_member(addr, key)
             if member is None:
-                self.stats.no_upstream += 1
-                self.refusals.note("no_upstream", "no healthy upstream; datagram dropped")
-                if key is not None and admission is not None:
-                    admission.release(key)
                 return
-            member.total += 1
             target = member.address
             resolved = literal(target)
         else:
@@ -110,6 +107,18 @@ class SessionOpener(PooledStream):
         pending.task = self.loop.create_task(
             self.open_later(addr, target, cmsg, ctx, pending, key, local_addr, member)
         )
+
+    def pick_member(self, addr: Any, key: str | None) -> PoolMember | None:
+        """The pool member for a new session; None (dropped, counted) when none is available."""
+        member = self.pool.pick(str(addr[0])) if self.pool is not None else None
+        if member is None:
+            self.stats.no_upstream += 1
+            self.refusals.note("no_upstream", "no healthy upstream; datagram dropped")
+            if key is not None and self.admission is not None:
+                self.admission.release(key)
+            return None
+        member.total += 1
+        return member
 
     def open_session(
         self,
@@ -272,13 +281,23 @@ class SessionOpener(PooledStream):
                 outcome = "refused"
                 self.stats.refused += 1
                 self.stats.dropped += len(pending.queue)
-                self.log.bind(dst=where(target)).info(f"session refused by pre_dial: {exc}")
+                self.refusals.note("refused", f"session refused by pre_dial: {exc}")
                 return
             except Exception as exc:
                 outcome = "dial_failed"
                 self.stats.dropped += len(pending.queue)
                 self.dial_failed(exc, target, "pre_dial")
                 return
+            if self.pre_dial is not None:  # where the stream points now
+                if self.balancing:
+                    member = self.pick_member(addr, None)
+                    if member is None:
+                        outcome = "no_upstream"
+                        self.stats.dropped += len(pending.queue)
+                        return
+                    target = member.address
+                else:
+                    target = self.target
             dialled = None
             try:
                 if self.options.datagram_dialer is not None:
