@@ -43,6 +43,8 @@ class ContainerInfo:
     engine: str = "local"
     node_address: str | None = None  # a Swarm task: dial this node at published ports
     stop_signal: int | None = None  # the image's StopSignal when not SIGTERM (inspect only)
+    exit_code: int | None = None  # of a container that is not running (inspect only)
+    error: str = ""  # the engine's last error starting it (inspect only)
 
     @property
     def running(self) -> bool:
@@ -124,7 +126,13 @@ def from_inspect(raw: Mapping[str, Any], *, engine: str = "local") -> ContainerI
         image=str(config.get("Image") or raw.get("Image") or ""),
         engine=engine,
         stop_signal=signal_number(config.get("StopSignal")),
+        exit_code=None if state.get("Running") else _int_or_none(state.get("ExitCode")),
+        error=str(state.get("Error") or ""),
     )
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def signal_number(text: object) -> int | None:

@@ -19,6 +19,7 @@ LoadBalanceMode = Literal["round_robin", "least_conn", "ip_hash"]
 OnStop = Literal["drain", "kill"]
 DockerHealth = Literal["starting", "healthy", "unhealthy"]
 ProxyProtocol = Literal["v1", "v2"]
+SleepState = Literal["awake", "waking", "asleep"]  # of a container with sleep/wake
 
 DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_UDP_TIMEOUT = 60.0
@@ -52,6 +53,7 @@ class RouteOrigin(_Frozen):
     compose_project: str = ""
     compose_service: str = ""
     health: DockerHealth | None = None  # the container's HEALTHCHECK state, when it has one
+    sleep: SleepState | None = None  # None: the container does not sleep (no idle_timeout)
 
 
 class Member(_Frozen):
@@ -131,6 +133,12 @@ class RouteSpec(_Frozen):
             alias=self.alias, host=self.target_host, port=self.target_port, origin=self.origin
         )
         return (own,)
+
+    @property
+    def wakes(self) -> bool:
+        """Whether a member's container sleeps and is woken by a client (the listener holds
+        new connections while it wakes)."""
+        return any(m.origin.sleep is not None for m in self.members)
 
     @property
     def balance(self) -> LoadBalanceMode:

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from godoxy_streams.errors import LabelError
 from godoxy_streams.model import RouteSpec
 
-RouteState = Literal["running", "unhealthy", "error", "conflict"]
-ROUTE_STATES: tuple[RouteState, ...] = ("running", "unhealthy", "error", "conflict")
+RouteState = Literal["running", "sleeping", "unhealthy", "error", "conflict"]
+ROUTE_STATES: tuple[RouteState, ...] = ("running", "sleeping", "unhealthy", "error", "conflict")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class MemberView:
     host: str
     port: int
     container: str
-    state: str  # healthy, starting, unhealthy, down, failing
+    state: str  # healthy, sleeping, starting, unhealthy, down, failing
     available: bool
     docker_health: str | None = None
     active: int = 0
@@ -149,6 +149,54 @@ class ContainerView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One recent event (sleep/wake: a container put to sleep, woken, or failing to)."""
+
+    time: float  # time.time()
+    kind: str  # sleep, wake, wake_failed, sleep_failed
+    container: str
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "kind": self.kind,
+            "container": self.container,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SleeperView:
+    """A container with sleep/wake: its state and counters."""
+
+    name: str
+    engine: str
+    state: str  # awake, waking, asleep
+    idle_timeout: float
+    idle_for: float | None = None  # seconds without traffic so far (awake only)
+    sleeps: int = 0
+    wakes: int = 0
+    wake_failures: int = 0
+    clients_failed: int = 0  # clients closed or dropped because a wake failed
+    last_wake: float | None = None  # seconds the last successful wake took
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "engine": self.engine,
+            "state": self.state,
+            "idle_timeout": self.idle_timeout,
+            "idle_for": self.idle_for,
+            "sleeps": self.sleeps,
+            "wakes": self.wakes,
+            "wake_failures": self.wake_failures,
+            "clients_failed": self.clients_failed,
+            "last_wake": self.last_wake,
+        }
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything observers show, taken at one moment."""
@@ -161,6 +209,8 @@ class Snapshot:
     passes: int = 0  # reconcile passes so far
     last_sync: float = 0.0  # when the last pass finished (time.time())
     agent_channels: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    sleepers: tuple[SleeperView, ...] = ()
+    events: tuple[EventView, ...] = ()  # recent, oldest first
 
     @property
     def ready(self) -> bool:
@@ -169,8 +219,8 @@ class Snapshot:
 
     @property
     def running(self) -> int:
-        """Routes bound to their socket (healthy or not)."""
-        return sum(1 for r in self.routes if r.state in ("running", "unhealthy"))
+        """Routes bound to their socket (healthy, sleeping or not)."""
+        return sum(1 for r in self.routes if r.state in ("running", "sleeping", "unhealthy"))
 
     def routes_document(self) -> dict[str, Any]:
         """The body of ``/api/routes``."""
@@ -178,6 +228,8 @@ class Snapshot:
             "routes": [route.as_json() for route in self.routes],
             "errors": [error.as_dict() for error in self.errors],
             "containers": [c.as_json() for c in self.containers],
+            "sleepers": [s.as_json() for s in self.sleepers],
+            "events": [e.as_json() for e in self.events],
         }
 
     def health_document(self) -> dict[str, object]:

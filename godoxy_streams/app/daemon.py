@@ -31,6 +31,7 @@ from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
 from godoxy_streams.runtime.manager import StreamManager
+from godoxy_streams.runtime.sleep import SleepController
 from godoxy_streams.settings import Settings, api_address
 from godoxy_streams.snapshot import Snapshot
 from godoxy_streams.sources.routes_file import load_routes_file
@@ -65,6 +66,13 @@ class Daemon:
                 for i, engine in enumerate(settings.docker)
             ]
         )
+        by_engine = {w.engine: w for w in self.watchers}
+        if self.watchers:  # sleep/wake starts and stops containers through the watchers' clients
+            self.reconciler.sleep = SleepController(
+                self.manager,
+                lambda name: w.lifecycle if (w := by_engine.get(name)) else None,
+                self.reconciler,
+            )
         self.stop = asyncio.Event()
         self.force = False
         self.api_port: int | None = None
@@ -92,6 +100,8 @@ class Daemon:
             logger.info("Docker provider off: serving static routes only")
         for watcher in self.watchers:
             self._spawn(watcher.run(), f"watcher {watcher.endpoint}")
+        if self.reconciler.sleep is not None:
+            self._spawn(self.reconciler.sleep.run(), "sleep/wake")
         if self.settings.api:
             await self._start_api()
 
@@ -113,6 +123,8 @@ class Daemon:
         stopper.cancel()
         for tunnel in self.tunnels.values():
             await tunnel.close()
+        for watcher in self.watchers:
+            await watcher.lifecycle.close()
         logger.info("stopped")
 
     def _capture_signals(self) -> None:

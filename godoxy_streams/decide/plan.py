@@ -2,7 +2,9 @@
 
 ``make_plan`` is a pure function keyed by listen socket. A route whose spec did not change is
 left alone; one whose listener is unchanged but whose target moved is retargeted (no rebind);
-anything else is stopped and started. Apply in order: stop, retarget, start.
+anything else is stopped and started (also a route that gains or loses a member that sleeps
+and wakes: its listener holds new connections while one wakes).
+Apply in order: stop, retarget, start.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def make_plan(desired: Mapping[RouteKey, RouteSpec], running: Mapping[RouteKey, 
             stop.append(key)
         elif wanted == current:
             unchanged.add(key)
-        elif wanted.listener_part() == current.listener_part():
+        elif wanted.listener_part() == current.listener_part() and wanted.wakes == current.wakes:
             retarget.append(wanted)
         else:
             stop.append(key)

@@ -5,7 +5,9 @@ Per route (labelled by alias, scheme, listen and source): connections or session
 active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
 away for want of a healthy upstream, and the route's state (``running``, ``unhealthy``, ...).
 Per pool member (route labels plus ``member`` and ``container``): whether it is up, its open
-and total connections, its failed dials. Daemon-wide: routes by state, engine connectivity,
+and total connections, its failed dials. Per container with sleep/wake (``container``,
+``engine``): whether it is awake, its sleeps, wakes, failed wakes and the clients those
+turned away. Daemon-wide: routes by state, engine connectivity,
 last sync time, reconcile durations.
 """
 
@@ -52,6 +54,31 @@ class MemberMetrics:
 
     def families(self) -> tuple[Metric, ...]:
         return (self.up, self.active, self.total, self.failures)
+
+
+def sleeper_families(taken: Snapshot) -> Iterator[Metric]:
+    """The containers with sleep/wake: awake or not, and their counters."""
+    labels = ["container", "engine"]
+    awake = GaugeMetricFamily(
+        f"{PREFIX}_container_awake", "1 while it runs and is ready", labels=labels
+    )
+    doc = {
+        "sleeps": "times it was put to sleep when idle",
+        "wakes": "times a client woke it",
+        "wake_failures": "wakes that failed (start failed, stopped again, or timed out)",
+        "clients_failed": "clients closed (TCP) or dropped (UDP) because a wake failed",
+    }
+    families = {
+        name: CounterMetricFamily(f"{PREFIX}_container_{name}", text, labels=labels)
+        for name, text in doc.items()
+    }
+    for row in taken.sleepers:
+        key = [row.name, row.engine]
+        awake.add_metric(key, 1 if row.state == "awake" else 0)
+        for name, family in families.items():
+            family.add_metric(key, getattr(row, name))
+    yield awake
+    yield from families.values()
 
 
 class DaemonCollector(Collector):
@@ -108,6 +135,8 @@ class DaemonCollector(Collector):
         yield from (total, active, traffic, dial, refused, denied, limited, proxy_errors)
         yield from (table_full, dropped, no_upstream, state)
         yield from members.families()
+
+        yield from sleeper_families(taken)
 
         routes = gauge("routes", "routes by state", ["state"])
         for name, count in by_state.items():

@@ -18,10 +18,13 @@ from loguru import logger
 from godoxy_streams.containers import ContainerInfo, signal_number
 from godoxy_streams.decide.desired import Conflict, build_desired, identity
 from godoxy_streams.decide.plan import make_plan
+from godoxy_streams.decide.sleep import keeps_routes, serving_routes
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.reconcile.sleepers import sleep_targets
 from godoxy_streams.runtime.manager import ApplyReport, StreamManager
+from godoxy_streams.runtime.sleep import SleepController
 
 EngineKey = tuple[str, str]  # (engine, container id)
 NOTED_MAX = 10_000  # informational notes remembered so each is logged once
@@ -35,7 +38,8 @@ class ContainerEntry:
 
     @property
     def serving(self) -> bool:
-        return self.info.running
+        """Its routes are wanted: it runs, or it sleeps (stopped or paused, sleep/wake)."""
+        return keeps_routes(self.info.state, self.result.idle is not None)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Reconciler:
         self._engine_hosts: dict[str, str | None] = {}
         self._engine_protos: dict[str, frozenset[str]] = {}
         self._stopping: dict[EngineKey, float] = {}  # told to stop (SIGTERM/SIGKILL), when
+        self.sleep: SleepController | None = None  # sleep/wake, when the daemon has engines
 
     # -- input -----------------------------------------------------------------------------
     def set_engine_host(self, engine: str, remote_host: str | None) -> None:
@@ -200,9 +205,12 @@ class Reconciler:
     # -- decision --------------------------------------------------------------------------
     def candidates(self) -> list[RouteSpec]:
         routes = list(self.static.routes)
-        for (_, cid), entry in sorted(self.containers.items()):
-            if entry.serving and cid not in self.own_ids:
-                routes.extend(entry.result.routes)
+        hold = self.sleep.hold if self.sleep is not None else lambda _: None
+        for key, entry in sorted(self.containers.items()):
+            if entry.serving and key[1] not in self.own_ids:
+                info, result = entry.info, entry.result
+                sleeps = result.idle is not None
+                routes.extend(serving_routes(result.routes, info.state, sleeps, hold(key)))
         return routes
 
     def label_errors(self) -> list[LabelError]:
@@ -217,6 +225,11 @@ class Reconciler:
         running = self.manager.running_specs()
         desired = build_desired(self.candidates(), holders=running.values())
         applied = await self.manager.apply(make_plan(desired.routes, running))
+        if self.sleep is not None:
+            entries = [
+                (e.info, e.result) for k, e in self.containers.items() if k[1] not in self.own_ids
+            ]
+            self.sleep.sync(sleep_targets(entries))
         for conflict in desired.conflicts:
             seen = (identity(conflict.route), conflict.route.key, identity(conflict.holder))
             if seen not in self._conflicts_seen:

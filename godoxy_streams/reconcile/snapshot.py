@@ -20,9 +20,11 @@ def container_reason(
         return False, "godoxy-streams itself"
     if result.excluded:
         return False, "excluded (proxy.exclude)"
+    mine = running.get(info.id, 0)
+    if not info.running and result.idle is not None and mine:
+        return True, f"sleeping ({info.state}): {mine} route(s) wake it on connect"
     if not info.running:
         return False, f"not running ({info.state})"
-    mine = running.get(info.id, 0)
     if result.errors and not result.routes:
         return False, "invalid label: " + "; ".join(e.message for e in result.errors)
     conflicted = [c for c in reconciler.last.conflicts if c.route.origin.id == info.id]
@@ -70,4 +72,6 @@ def build_snapshot(
         passes=reconciler.passes,
         last_sync=reconciler.last.finished_at,
         agent_channels=reconciler.manager.channel_views(),
+        sleepers=reconciler.sleep.views() if reconciler.sleep is not None else (),
+        events=reconciler.sleep.events() if reconciler.sleep is not None else (),
     )

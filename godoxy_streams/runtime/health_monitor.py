@@ -3,6 +3,7 @@ member that asks for a probe, its verdicts fed to the member's pool.
 
 A member is probed when its route's health check is enabled, the container has no Docker
 HEALTHCHECK (Docker's state is authoritative, and reaches the pool through the route spec),
+is awake (a sleeping container is not probed; its wake checks readiness itself),
 and there is something to probe (TCP connect, through the agent's tunnel for an agent's
 containers; UDP only with a ``healthcheck.send`` payload).
 ``sync`` runs after every reconcile pass: monitors of unchanged members keep running (and
@@ -48,7 +49,7 @@ class HealthChecks:
             if check.disable:
                 continue
             for member in spec.members:
-                if member.origin.health is None:
+                if member.origin.health is None and member.origin.sleep in (None, "awake"):
                     mkey = (key, member_key(member), member.address, check, id(pool))
                     wanted[mkey] = (spec, member, pool)
         for gone in [k for k in self._tasks if k not in wanted]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -26,6 +26,7 @@ from godoxy_streams.runtime.views import failed_view, running_view
 from godoxy_streams.settings import Settings
 from godoxy_streams.snapshot import RouteView
 from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.context import Hook
 from godoxy_streams.streams.limits import ConcurrencyCounter
 from godoxy_streams.streams.options import StreamOptions
 from godoxy_streams.streams.pool import MemberSpec, describe
@@ -65,7 +66,14 @@ def _where(host: str, port: int | str) -> str:
 
 def member_specs(spec: RouteSpec) -> list[MemberSpec]:
     return [
-        MemberSpec(member_key(m), m.address, m.origin.name, m.origin.health) for m in spec.members
+        MemberSpec(
+            member_key(m),
+            m.address,
+            m.origin.name,
+            m.origin.health,
+            sleeping=m.origin.sleep in ("asleep", "waking"),
+        )
+        for m in spec.members
     ]
 
 
@@ -86,6 +94,8 @@ class StreamManager:
         self._warned_open_udp: set[RouteKey] = set()
         self.tunnels: Mapping[str, EngineTunnel] = tunnels or {}  # engine name -> its tunnel
         self.health = HealthChecks(self.tunnels)
+        # The pre_dial hook of a route with a member that sleeps (``sleep.SleepController``).
+        self.gate_for: Callable[[RouteKey], Hook] | None = None
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -192,8 +202,9 @@ class StreamManager:
         )
         stream.set_pool(member_specs(spec), spec.balance)
         on_close = access_logger(spec) if self._access_log else None
+        gate = self.gate_for(spec.key) if self.gate_for is not None and spec.wakes else None
         try:
-            await stream.serve(on_close=on_close)
+            await stream.serve(pre_dial=gate, on_close=on_close)
         except ListenError as exc:
             message = (
                 f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from godoxy_streams.model import RouteSpec
-from godoxy_streams.snapshot import Counters, MemberView, RouteView
+from godoxy_streams.snapshot import Counters, MemberView, RouteState, RouteView
 from godoxy_streams.streams.pool import Pool
 from godoxy_streams.streams.stats import StreamStats
 
@@ -51,17 +51,20 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
 def running_view(
     spec: RouteSpec, bound_port: int, stats: StreamStats, pool: Pool | None, balancing: bool
 ) -> RouteView:
-    """A bound route: ``running`` while some member may take connections, else ``unhealthy``."""
+    """A bound route: ``running`` while some member may take connections, else ``sleeping``
+    when a member sleeps (a client wakes it), else ``unhealthy``."""
     now = time.monotonic()
     members = members_of(pool, now) if pool is not None else ()
     if len(members) == 1 and not balancing:
         # a lone healthy member is served by the plain relay, which counts per route
         members = (replace(members[0], active=stats.active, total=stats.total),)
     healthy = pool is None or pool.any_available()
+    sleeping = not healthy and any(m.state == "sleeping" for m in members)
+    state: RouteState = "running" if healthy else "sleeping" if sleeping else "unhealthy"
     return RouteView(
         spec=spec,
-        state="running" if healthy else "unhealthy",
-        error=None if healthy else "no healthy upstream",
+        state=state,
+        error=None if healthy or sleeping else "no healthy upstream",
         listen_port=bound_port,
         counters=counters_of(stats),
         members=members,

@@ -1,4 +1,5 @@
-"""The Docker engine edge: list, inspect and follow events through aiodocker.
+"""The Docker engine edge: list, inspect and follow events through aiodocker, and the
+container lifecycle sleep/wake needs (start, stop, pause, unpause, kill).
 
 The only module that talks to the engine and the only one that sees aiodocker or aiohttp
 errors: each is translated into ``EngineError``/``EngineUnavailable`` here. Containers leave
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -30,6 +32,8 @@ NETWORK_ACTIONS = ("connect", "disconnect")
 SWARM_ACTIONS = ("create", "update", "remove")  # of services and nodes
 SWARM_TASK = "com.docker.swarm.service.id"  # the label of a Swarm task's container
 QUERY_TIMEOUT = 15.0
+STOP_POLL = 0.2  # seconds between looks while a container stops on its own signal
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -138,10 +142,18 @@ class DockerSource:
             fallback_address=str(swarm.get("NodeAddr") or "127.0.0.1"),
         )
 
+    async def connected(self) -> aiodocker.Docker:
+        """The client, connecting first when there is none (a source used for the lifecycle
+        connects on first use, and again after a failure)."""
+        if self._client is None:
+            await self.connect()
+        return self.client
+
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         """One container's facts, or None when it no longer exists."""
+        client = await self.connected()
         try:
-            found = await asyncio.wait_for(self.client.containers.get(container_id), QUERY_TIMEOUT)
+            found = await asyncio.wait_for(client.containers.get(container_id), QUERY_TIMEOUT)
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return None
@@ -149,6 +161,48 @@ class DockerSource:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _translate(exc, f"inspecting container {container_id[:12]} failed") from exc
         return from_inspect(found._container, engine=self.engine)
+
+    # -- the lifecycle (sleep/wake; needs an engine or filter that allows it) -------------------
+    async def _lifecycle(
+        self, what: str, container_id: str, timeout: float = QUERY_TIMEOUT, **params: Any
+    ) -> None:
+        box = (await self.connected()).containers.container(container_id)
+        try:
+            await asyncio.wait_for(getattr(box, what)(**params), timeout)
+        except ENGINE_ERRORS as exc:
+            error = _translate(exc, f"{what} of container {container_id[:12]} failed")
+            if isinstance(error, EngineUnavailable):
+                await self.close()  # the next call connects again
+            raise error from exc
+
+    async def start(self, container_id: str) -> None:
+        await self._lifecycle("start", container_id)
+
+    async def stop(self, container_id: str, timeout: float, signal: str | None = None) -> None:
+        """Stop: ``signal`` (the image's stop signal when None), then SIGKILL after
+        ``timeout`` seconds (also on engines whose stop call cannot name a signal)."""
+        if signal is None:
+            wait = max(1, math.ceil(timeout))
+            await self._lifecycle("stop", container_id, timeout + QUERY_TIMEOUT, t=wait)
+            return
+        await self._lifecycle("kill", container_id, signal=signal)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            info = await self.inspect(container_id)
+            if info is None or not info.running:
+                return
+            await asyncio.sleep(STOP_POLL)
+        await self.kill(container_id, "SIGKILL")
+
+    async def pause(self, container_id: str) -> None:
+        await self._lifecycle("pause", container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        await self._lifecycle("unpause", container_id)
+
+    async def kill(self, container_id: str, signal: str | None = None) -> None:
+        """Send ``signal`` (SIGKILL when None)."""
+        await self._lifecycle("kill", container_id, signal=signal)
 
     async def events(self, since: float | None = None) -> AsyncIterator[EngineEvent]:
         """Follow the engine's events (filtered on the engine's side), replaying those since

@@ -2,9 +2,14 @@
 the reconciler one container at a time; survives the engine going away.
 
 On start and on every reconnect it relists; between, only the containers named in events are
-re-inspected, in batches gathered over a short window. A periodic full relist catches anything
-the event stream missed. An unreachable engine is a state (logged once per change), retried
-with capped exponential backoff; running routes are left alone meanwhile.
+re-inspected, in batches gathered over a short window. A stopped container with sleep/wake
+(``<namespace>.idle_timeout``) is inspected at every list too: the list shows no ports of a
+stopped container, and its routes stay up while it sleeps. ``lifecycle`` is a client of the
+same engine for sleep/wake to start and stop containers with (its own: a reconnect of the
+watcher must not cut a stop that takes a while). A periodic full
+relist catches anything the event stream missed. An unreachable engine is a state (logged
+once per change), retried with capped exponential backoff; running routes are left alone
+meanwhile.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class Watcher:
         self.synced = asyncio.Event()
         self._warned_network = False
         self._swarm = False  # whether the engine was a Swarm manager at the last look
+        self.lifecycle = DockerSource(self._client_url, engine=engine, ssl_context=self._ssl)
 
     def _set(self, state: str, error: str | None = None) -> None:
         since = time.time() if state != self.status.state else self.status.since
@@ -123,7 +129,7 @@ class Watcher:
         self.synced.set()
 
     async def _sync(self, source: DockerSource) -> None:
-        infos = await source.list_containers()
+        infos = await self._sleepers_inspected(source, await source.list_containers())
         own = own_container_id() if self._local else None
         if own:
             mine = next((i for i in infos if i.id == own), None)
@@ -144,6 +150,23 @@ class Watcher:
         self.sink.replace_engine(self.engine, infos)
         await self._sync_swarm(source)
         self._mark_synced()
+
+    async def _sleepers_inspected(
+        self, source: DockerSource, infos: list[ContainerInfo]
+    ) -> list[ContainerInfo]:
+        """``infos`` with each stopped container that has sleep/wake inspected."""
+        label = self.settings.namespace.lower() + ".idle_timeout"
+        asleep = [
+            i
+            for i, info in enumerate(infos)
+            if not info.running and any(k.lower() == label for k in info.labels)
+        ]
+        found = await asyncio.gather(*(source.inspect(infos[i].id) for i in asleep))
+        out = list(infos)
+        for i, info in zip(asleep, found, strict=True):
+            if info is not None:
+                out[i] = info
+        return out
 
     async def _sync_swarm(self, source: DockerSource) -> bool:
         """On a Swarm manager, the labelled services' tasks that should run (see ``swarm``);
