@@ -117,7 +117,8 @@ class IdleTracker:
                 registry.events.add("sleep_failed", target.name, str(exc))
                 return
             finally:
-                registry.holds.pop(key, None)
+                if registry.holds.get(key) == "asleep":  # a wake may hold it now
+                    del registry.holds[key]
                 registry.feed.mark_dirty()
             registry.events.add(
                 "sleep",

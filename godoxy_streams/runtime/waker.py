@@ -26,6 +26,7 @@ from godoxy_streams.streams.probes import Probe, ProbeFailed
 
 WAKE_POLL = 0.02  # seconds between readiness probes while a container wakes
 LOOK_EVERY = 0.1  # seconds between looks at the container's state while it wakes
+WAITER_GRACE = 1.0  # seconds a client waits past wake_timeout for the wake's own verdict
 # The probes of a container's routes at their current addresses: None while some route has
 # no address yet, [] when there is nothing to probe (it is ready once it runs).
 Probes = Callable[[EngineKey], list[Probe] | None]
@@ -76,8 +77,8 @@ class Waker:
         timeout = config.wake_timeout if config is not None else WAKE_TIMEOUT
         task = self.wake(key)
         self.waiting[key] = self.waiting.get(key, 0) + 1
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+        try:  # the wake ends by its own deadline, with its reason; this is a safety net
+            await asyncio.wait_for(asyncio.shield(task), timeout + WAITER_GRACE)
         except TimeoutError:
             self.count(key, "clients_failed")
             raise WakeFailed(f"not awake after {timeout:g}s") from None
@@ -101,14 +102,17 @@ class Waker:
         registry.holds[key] = "waking"
         registry.feed.mark_dirty()
         try:
-            async with registry.lock(key):
+            async with registry.lock(key):  # after a sleep under way
                 await asyncio.wait_for(self._bring_up(target, chain, started + timeout), timeout)
-            del registry.holds[key]
+            registry.holds.pop(key, None)
             await registry.publish()  # the clients that waited find it in the pool
-        except (WakeFailed, EngineError, TimeoutError) as exc:
+        except Exception as exc:
             reason = str(exc)
             if isinstance(exc, TimeoutError):
                 reason = f"not ready within {timeout:g}s ({self._last.get(key, 'no answer')})"
+            elif not isinstance(exc, WakeFailed | EngineError):
+                log.opt(exception=exc).error("wake failed unexpectedly")
+                reason = f"unexpected {type(exc).__name__}"
             log.warning(
                 f"wake of container {target.name} failed: {reason}; "
                 f"{self.waiting.get(key, 0)} waiting client(s) closed or dropped"
@@ -151,6 +155,7 @@ class Waker:
         info = await engine.inspect(target.id)
         if info is None:
             raise WakeFailed("the container no longer exists")
+        self._last[target.key] = "the engine had not finished starting it"
         try:
             if info.state == "paused":
                 await engine.unpause(target.id)
@@ -165,6 +170,7 @@ class Waker:
             raise WakeFailed("the container was removed while it woke")
         if not info.running and info.state != "restarting":
             raise WakeFailed(f"the container stopped while it woke: {stopped_text(info)}")
+        self._last[target.key] = "no route answered its probe yet"
         if info.health is not None:
             self._last[target.key] = f"Docker health {info.health}"
         return info
