@@ -18,7 +18,7 @@ from docker.models.containers import Container
 
 from tests.daemon_kit import DaemonProcess
 from tests.docker.kit import HEALTH_FILE, file_healthcheck, kit_labels, unique_name
-from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange
+from tests.helpers import eventually, free_port, tcp_exchange
 
 LOCAL = "127.0.0.1"
 Daemon = Callable[..., DaemonProcess]
@@ -61,6 +61,21 @@ def starts(client: Any, box: Container, since: float) -> int:
     return sum(1 for e in events if e["timeNano"] >= since * 1e9)
 
 
+def echo_labels(ns: str, port: int, **extra: str) -> dict[str, str]:
+    """Labels of a TCP echo route on ``port`` that sleeps after 1 s idle; ``extra`` adds
+    container-level labels (``stop_method="pause"`` -> ``<ns>.stop_method: pause``)."""
+    labels = {
+        f"{ns}.echo.port": f"{port}:7",
+        f"{ns}.idle_timeout": "1s",
+        f"{ns}.stop_timeout": "2s",
+    }
+    return labels | {f"{ns}.{key}": value for key, value in extra.items()}
+
+
+def sleeping_route(d: DaemonProcess) -> None:
+    eventually(lambda: route_state(d, "echo") == "sleeping", 20, what="a sleeping route")
+
+
 def created(
     run_container: Any, labels: dict[str, str], command: list[str], **kwargs: Any
 ) -> Container:
@@ -84,14 +99,8 @@ def test_tcp_route_sleeps_when_idle_and_the_first_client_wakes_it(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.idle_timeout": "1s",
-        f"{ns}.stop_method": method,
-        f"{ns}.stop_timeout": "2s",
-    }
-    box = run_container(labels=labels, command=["--tag", "sleepy"])
-    eventually(lambda: tcp_connectable(LOCAL, port), what="listener")
+    box = run_container(labels=echo_labels(ns, port, stop_method=method), command=["--tag", "z"])
+    eventually(lambda: route_state(d, "echo") == "running", 20, what="route (a connect would wake)")
     asleep(d, box, "echo", ("exited",) if method == "stop" else ("paused",))
     assert d.route("echo")["listen_port"] == port  # type: ignore[index]  # still listening
     row = sleeper(d, box.name)
@@ -140,12 +149,7 @@ def test_fifty_clients_at_once_cause_one_start(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.idle_timeout": "1s",
-        f"{ns}.stop_timeout": "2s",
-    }
-    box = run_container(labels=labels)
+    box = run_container(labels=echo_labels(ns, port))
     asleep(d, box, "echo", ("exited",))
     since = time.time()
     replies: dict[int, bytes] = {}
@@ -185,15 +189,9 @@ def test_a_container_that_exits_during_the_wake_ends_the_waiting_clients(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.idle_timeout": "1s",
-        f"{ns}.wake_timeout": "20s",
-    }
+    labels = echo_labels(ns, port, wake_timeout="20s")
     box = created(run_container, labels, ["--no-such-flag"])  # exits at once, code 2
-    eventually(
-        lambda: route_state(d, "echo") == "sleeping", 20, what="route of a created container"
-    )
+    sleeping_route(d)
     took = ended_within(port, 20)
     assert took < 20, f"the client waited {took:.1f}s, past wake_timeout"
     assert "the container stopped while it woke: exited with code 2" in d.log()
@@ -207,16 +205,10 @@ def test_a_container_that_never_becomes_healthy_ends_the_waiting_clients(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.idle_timeout": "1s",
-        f"{ns}.wake_timeout": "10s",
-    }
+    labels = echo_labels(ns, port, wake_timeout="10s")
     check = file_healthcheck("/tmp/never", interval=0.2)
     box = created(run_container, labels, ["--health-file", HEALTH_FILE], healthcheck=check)
-    eventually(
-        lambda: route_state(d, "echo") == "sleeping", 20, what="route of a created container"
-    )
+    sleeping_route(d)
     took = ended_within(port, 10)
     assert took < 10 + 2, f"the client waited {took:.1f}s"  # wake_timeout, and the close
     assert "not ready within 10s (Docker health" in d.log()
@@ -228,11 +220,8 @@ def test_a_start_that_fails_ends_the_waiting_clients_with_the_engines_reason(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {f"{ns}.echo.port": f"{port}:7", f"{ns}.idle_timeout": "1s"}
-    created(run_container, labels, [], entrypoint=["/no/such/binary"])
-    eventually(
-        lambda: route_state(d, "echo") == "sleeping", 20, what="route of a created container"
-    )
+    created(run_container, echo_labels(ns, port), [], entrypoint=["/no/such/binary"])
+    sleeping_route(d)
     ended_within(port, 30)
     d.wait_for_log("the engine could not start it")
     assert "no such file or directory" in d.log().lower()
@@ -249,16 +238,8 @@ def test_dependencies_start_first_and_stop_with_it(
         ["--health-file", HEALTH_FILE],
         healthcheck=file_healthcheck(interval=0.2),
     )
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.idle_timeout": "1s",
-        f"{ns}.stop_timeout": "2s",
-        f"{ns}.depends_on": f"{db.name}:service_healthy",
-    }
-    app = created(run_container, labels, [])
-    eventually(
-        lambda: route_state(d, "echo") == "sleeping", 20, what="route of a created container"
-    )
+    app = created(run_container, echo_labels(ns, port, depends_on=f"{db.name}:service_healthy"), [])
+    sleeping_route(d)
     assert exchange_during_wake(port, b"db first\n") == b"db first\n"
     db.reload()
     app.reload()
@@ -273,15 +254,9 @@ def test_a_denied_client_never_starts_anything(
 ) -> None:
     port = free_port()
     d = daemon()
-    labels = {
-        f"{ns}.echo.port": f"{port}:7",
-        f"{ns}.echo.acl.allow": "127.0.0.2",
-        f"{ns}.idle_timeout": "1s",
-    }
+    labels = echo_labels(ns, port) | {f"{ns}.echo.acl.allow": "127.0.0.2"}
     box = created(run_container, labels, [])
-    eventually(
-        lambda: route_state(d, "echo") == "sleeping", 20, what="route of a created container"
-    )
+    sleeping_route(d)
     since = time.time()
     with socket.create_connection((LOCAL, port), timeout=5) as conn:
         try:
