@@ -10,6 +10,19 @@ from typing import Any
 DEFAULT_PORT = 8890
 
 
+def add_lifecycle_flags(parser: Any, namespace: bool = True) -> None:
+    """``--allow-lifecycle`` (and ``--namespace``) of the socket filter and the agent."""
+    parser.add_argument(
+        "--allow-lifecycle",
+        action="store_true",
+        help="also forward POST /containers/{id}/start|stop|pause|unpause|kill, for containers "
+        "whose labels carry <namespace>.idle_timeout (and the containers they depend_on) only: "
+        "what sleep/wake needs; everything else stays 403",
+    )
+    if namespace:
+        parser.add_argument("--namespace", default="proxy", help="label namespace (default: proxy)")
+
+
 def add_agent_parser(commands: Any) -> None:
     agent = commands.add_parser(
         "agent",
@@ -33,6 +46,7 @@ def add_agent_parser(commands: Any) -> None:
         help="this host's Docker socket (default: unix:///var/run/docker.sock)",
     )
     agent.add_argument("--namespace", default="proxy", help="label namespace (default: proxy)")
+    add_lifecycle_flags(agent, namespace=False)
     for name, what in (
         ("ca", "the CA that signed the daemon's certificate"),
         ("cert", "the agent's certificate"),
@@ -84,5 +98,16 @@ def run_agent_command(args: argparse.Namespace) -> int:
     if not args.no_udp:
         datagrams = server_configuration(args.tls_ca, args.tls_cert, args.tls_key)
     setup_logging(LogSettings(level=args.log_level, format=args.log_format))
-    run(serve_agent(host, port, args.engine, args.namespace, context, datagrams=datagrams))
+    lifecycle = args.allow_lifecycle
+    run(
+        serve_agent(
+            host,
+            port,
+            args.engine,
+            args.namespace,
+            context,
+            datagrams=datagrams,
+            lifecycle=lifecycle,
+        )
+    )
     return 0

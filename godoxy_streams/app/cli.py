@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from godoxy_streams import __version__
-from godoxy_streams.app.agent_command import add_agent_parser, run_agent_command
+from godoxy_streams.app.agent_command import (
+    add_agent_parser,
+    add_lifecycle_flags,
+    run_agent_command,
+)
 from godoxy_streams.errors import ConfigError, EngineError
 from godoxy_streams.labels import ParseContext
 from godoxy_streams.settings import Settings
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OCTAL",
         help="file mode of the served socket (default: 0660)",
     )
+    add_lifecycle_flags(proxy)
     proxy.add_argument(
         "--log-level", type=str.upper, default="INFO", choices=("DEBUG", "INFO", "WARNING")
     )
@@ -173,7 +178,8 @@ def _socket_proxy(args: argparse.Namespace) -> int:
     from godoxy_streams.sources.socket_proxy import run_socket_proxy
 
     setup_logging(LogSettings(level=args.log_level, format=args.log_format))
-    return run_socket_proxy(args.listen, args.engine, args.mode)
+    lifecycle = args.namespace if args.allow_lifecycle else None
+    return run_socket_proxy(args.listen, args.engine, args.mode, lifecycle)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from godoxy_streams.runtime.sleepers import (
 )
 
 TICK_MAX = 1.0
+RETRY_AFTER = 60.0  # seconds at least before another try when putting one to sleep failed
 TICK_MIN = 0.05
 Activity = tuple[int, tuple[int, ...]]  # (open connections / sessions, traffic counters)
 VERBS = {"stop": "stopping", "pause": "pausing", "kill": "killing"}
@@ -54,6 +55,7 @@ class IdleTracker:
         self.seen: dict[EngineKey, tuple[tuple[int, ...], float]] = {}
         self.sleeps: dict[EngineKey, asyncio.Task[None]] = {}
         self.counts: dict[EngineKey, int] = {}
+        self.failed_at: dict[EngineKey, float] = {}
 
     def tick(self) -> float:
         """How often to look: a quarter of the shortest ``idle_timeout``, within bounds."""
@@ -79,13 +81,22 @@ class IdleTracker:
             seen = self.seen.get(key)
             if seen is None or seen[0] != counters or active:
                 self.seen[key] = (counters, now)
-            elif now - seen[1] >= config.idle_timeout:
+            elif now - seen[1] >= config.idle_timeout and not self._backing_off(key, now, config):
                 self.seen[key] = (counters, now)  # next try, if this one does not happen
                 task = asyncio.create_task(self.put_to_sleep(target, config, counters))
                 self.sleeps[key] = task
                 task.add_done_callback(partial(self._slept, key))
         for gone in [k for k in self.seen if k not in registry.targets]:
             del self.seen[gone]
+
+    def _backing_off(self, key: EngineKey, now: float, config: IdleConfig) -> bool:
+        failed = self.failed_at.get(key)
+        if failed is None:
+            return False
+        if now - failed < max(config.idle_timeout, RETRY_AFTER):
+            return True
+        del self.failed_at[key]
+        return False
 
     def _slept(self, key: EngineKey, task: asyncio.Task[None]) -> None:
         if self.sleeps.get(key) is task:
@@ -113,7 +124,11 @@ class IdleTracker:
                 )
                 await stopped(registry, target, config)
             except (EngineError, WakeFailed) as exc:
-                log.warning(f"putting container {target.name} to sleep failed: {exc}")
+                self.failed_at[key] = time.monotonic()
+                log.warning(
+                    f"putting container {target.name} to sleep failed: {exc}; "
+                    f"next try in {seconds(max(config.idle_timeout, RETRY_AFTER))} at the earliest"
+                )
                 registry.events.add("sleep_failed", target.name, str(exc))
                 return
             finally:

@@ -1,4 +1,6 @@
-"""The read-only Docker socket filter (``godoxy-streams socket-proxy``).
+"""The read-only Docker socket filter (``godoxy-streams socket-proxy``); with
+``--allow-lifecycle``, also the start/stop/pause/unpause/kill calls sleep/wake needs, for the
+containers under sleep/wake control only (``lifecycle_filter``).
 
 Serves a unix socket and forwards to the engine only the reads the daemon needs: ``GET`` or
 ``HEAD`` of ``/_ping``, ``/version``, ``/info``, ``/containers/json``, ``/containers/{id}/json``,
@@ -29,6 +31,7 @@ from loguru import logger
 from yarl import URL
 
 from godoxy_streams.errors import ConfigError
+from godoxy_streams.sources.lifecycle_filter import forward_lifecycle, lifecycle_call
 
 DEFAULT_LISTEN = Path("/run/godoxy/docker.sock")
 DEFAULT_ENGINE = "/var/run/docker.sock"
@@ -111,8 +114,11 @@ async def _read_bounded(upstream: aiohttp.ClientResponse, limit: int) -> bytes |
 class SocketProxy:
     """The filter's request handler and its one client session to the engine."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, lifecycle: str | None = None) -> None:
+        """``lifecycle``: the label namespace whose sleep/wake containers may be started and
+        stopped through the filter (None: read-only)."""
         self.engine = engine.removeprefix("unix://")
+        self.lifecycle = lifecycle
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[asyncio.Task[Any]] = set()
 
@@ -129,6 +135,13 @@ class SocketProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = request.raw_path
         ok, inspect = allowed(request.method, target)
+        call = lifecycle_call(request.method, target) if self.lifecycle is not None else None
+        if call is not None and self.lifecycle is not None and not request.body_exists:
+            try:
+                return await forward_lifecycle(self.session, call, self.lifecycle)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                logger.warning("engine at {} failed: {}", self.engine, exc)
+                return _error(502, f"the Docker engine did not answer: {exc or type(exc).__name__}")
         if not ok:
             logger.warning("denied {} {}", request.method, target[:200])
             return _error(403, f"{request.method} {target[:200]} is not allowed (read-only)")
@@ -244,9 +257,12 @@ async def _check_engine(proxy: SocketProxy) -> None:
         logger.warning("the engine at {} does not answer yet: {}{}", proxy.engine, exc, hint)
 
 
-async def serve(listen: Path, engine: str, mode: int = DEFAULT_MODE) -> None:
-    """Serve the filter at ``listen`` until SIGTERM or SIGINT, then close and remove it."""
-    proxy = SocketProxy(engine)
+async def serve(
+    listen: Path, engine: str, mode: int = DEFAULT_MODE, lifecycle: str | None = None
+) -> None:
+    """Serve the filter at ``listen`` until SIGTERM or SIGINT, then close and remove it;
+    ``lifecycle``: the namespace whose sleep/wake containers may be started and stopped."""
+    proxy = SocketProxy(engine, lifecycle)
     app = web.Application(client_max_size=1024)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     app.on_shutdown.append(proxy.on_shutdown)
@@ -268,7 +284,8 @@ async def serve(listen: Path, engine: str, mode: int = DEFAULT_MODE) -> None:
     try:
         sock = _bind_unix(listen, mode)
         await web.SockSite(runner, sock, shutdown_timeout=SHUTDOWN_TIMEOUT).start()
-        logger.info("socket-proxy: {} (mode {:04o}) -> {}, read-only", listen, mode, proxy.engine)
+        what = "read-only" if lifecycle is None else f"read-only + sleep/wake of {lifecycle}.*"
+        logger.info("socket-proxy: {} (mode {:04o}) -> {}, {}", listen, mode, proxy.engine, what)
         await _check_engine(proxy)
         await stop.wait()
         logger.info("socket-proxy: stopping")
@@ -282,6 +299,8 @@ async def serve(listen: Path, engine: str, mode: int = DEFAULT_MODE) -> None:
                 listen.unlink()
 
 
-def run_socket_proxy(listen: Path, engine: str, mode: int = DEFAULT_MODE) -> int:
-    asyncio.run(serve(listen, engine, mode))
+def run_socket_proxy(
+    listen: Path, engine: str, mode: int = DEFAULT_MODE, lifecycle: str | None = None
+) -> int:
+    asyncio.run(serve(listen, engine, mode, lifecycle))
     return 0

@@ -3,7 +3,9 @@ connection by its ALPN protocol.
 
 - ``http/1.1``: the agent API. ``/agent/version``, ``/agent/capabilities``, ``/agent/health``,
   and the engine's read-only endpoints exactly as ``socket-proxy`` filters them (list, inspect,
-  events; environment variables removed; anything else 403).
+  events; environment variables removed; anything else 403); with ``lifecycle``, also the
+  start/stop/pause/unpause/kill of sleep/wake containers (``--allow-lifecycle``), so the
+  daemon wakes this host's containers through the agent.
 - ``godoxy-streams-stream/1``: one tunnelled TCP connection. The first ``HEADER_SIZE`` bytes
   are the stream header (``header``); a malformed one, a bad checksum, or a destination that no
   running container's labels publish closes the connection. Otherwise the agent dials the
@@ -54,13 +56,14 @@ class AgentServer:
         namespace: str,
         context: ssl.SSLContext,
         datagrams: QuicConfiguration | None = None,
+        lifecycle: bool = False,
     ) -> None:
         self.engine = engine
         self.context = context
         self.datagram_config = datagrams
         self.datagrams: DatagramServer | None = None
         self.destinations = Destinations(engine, namespace)
-        self.proxy = SocketProxy(engine)
+        self.proxy = SocketProxy(engine, namespace if lifecycle else None)
         self.tunnels = 0  # relayed since start
         self.open = 0  # relaying now
         self.refused = 0
@@ -234,12 +237,13 @@ async def serve_agent(
     context: ssl.SSLContext,
     destinations: Destinations | None = None,
     datagrams: QuicConfiguration | None = None,
+    lifecycle: bool = False,
 ) -> None:
     """Run the agent until SIGTERM or SIGINT (``destinations``: another allow-list;
     ``datagrams``: the QUIC configuration that turns the UDP channel on)."""
     import signal
 
-    server = AgentServer(engine, namespace, context, datagrams)
+    server = AgentServer(engine, namespace, context, datagrams, lifecycle)
     if destinations is not None:
         server.destinations = destinations
     await server.start(host, port)
