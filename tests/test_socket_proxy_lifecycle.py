@@ -18,6 +18,7 @@ from tests.docker.conftest import kit_sweep as kit_sweep  # noqa: F401  (the kit
 from tests.docker.conftest import make_network as make_network  # noqa: F401
 from tests.docker.conftest import run_container as run_container  # noqa: F401
 from tests.docker.conftest import test_image as test_image  # noqa: F401
+from tests.docker.test_sleep import asleep
 from tests.helpers import eventually, free_port, tcp_exchange
 from tests.test_socket_proxy import Filter
 from tests.test_socket_proxy import short_dir as short_dir  # noqa: F401
@@ -137,12 +138,7 @@ def test_the_daemon_sleeps_and_wakes_through_the_filter(
         }
         box = run_container(labels=labels)
 
-        def asleep() -> bool:
-            box.reload()
-            route = daemon.route("echo")
-            return box.status == "exited" and route is not None and route["state"] == "sleeping"
-
-        eventually(asleep, 90, interval=0.2, what="asleep through the filter")
+        asleep(daemon, box, "echo", ("exited",))
         assert tcp_exchange("127.0.0.1", port, b"wake up", 60) == b"wake up"
         box.reload()
         assert box.status == "running"

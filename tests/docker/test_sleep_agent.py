@@ -10,7 +10,8 @@ from typing import Any
 
 from tests.docker.conftest import Daemon
 from tests.docker.test_agent import agent_daemon, running_agent
-from tests.helpers import eventually, free_port
+from tests.docker.test_sleep import asleep
+from tests.helpers import free_port
 
 
 def line_through(port: int, payload: bytes) -> bytes:
@@ -37,12 +38,7 @@ def test_a_route_through_the_agent_sleeps_and_wakes_through_it(
         }
         box = run_container(labels=labels)
 
-        def asleep() -> bool:
-            box.reload()
-            route = d.route("e")
-            return box.status == "exited" and route is not None and route["state"] == "sleeping"
-
-        eventually(asleep, 90, interval=0.2, what="asleep through the agent")
+        asleep(d, box, "e", ("exited",))
         payload = b"woken through the agent\n"
         assert line_through(port, payload) == payload
         box.reload()
