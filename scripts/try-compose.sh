@@ -3,10 +3,12 @@
 #
 #   scripts/try-compose.sh
 #
-# The two example services run the test kit's echo image (tests/docker/kit.py, built locally:
-# nothing is pulled) as SSH_IMAGE / DNS_IMAGE, with an override that makes it listen on TCP 22
-# and on UDP+TCP 53, and that binds the daemon's listeners to 127.0.0.1 only. Checks: TCP to
-# 127.0.0.1:2222 and UDP to 127.0.0.1:5353 echo; GET 127.0.0.1:8899/healthz is 200; the daemon's
+# The three example services run the test kit's echo image (tests/docker/kit.py, built locally:
+# nothing is pulled) as SSH_IMAGE / DNS_IMAGE / GAME_IMAGE, with an override that makes it listen
+# on TCP 22, on UDP+TCP 53 and on TCP 25565, that lets the game sleep after 2s idle, and that
+# binds the daemon's listeners to 127.0.0.1 only. Checks: TCP to 127.0.0.1:2222 and UDP to
+# 127.0.0.1:5353 echo; the game goes to sleep (stopped through the filter) and a connection to
+# 127.0.0.1:25565 wakes it and is echoed; GET 127.0.0.1:8899/healthz is 200; the daemon's
 # container has no engine socket and its filter refuses a write (403). `down -v` runs on every
 # exit, failure included. Builds godoxy-streams:latest with scripts/build-image.sh if missing.
 #
@@ -27,7 +29,7 @@ fi
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-for port in tcp:2222 udp:5353 tcp:8899; do
+for port in tcp:2222 udp:5353 tcp:25565 tcp:8899; do
     if ss -Hln --"${port%%:*}" "sport = :${port#*:}" | grep -q .; then
         echo "try-compose: ${port#*:}/${port%%:*} is already in use on this host" >&2
         exit 1
@@ -43,7 +45,7 @@ from tests.docker.kit import ensure_image
 print(ensure_image(docker.from_env()))')
 log "example services run $ECHO_IMAGE"
 
-export GODOXY_STREAMS_IMAGE=$IMAGE SSH_IMAGE=$ECHO_IMAGE DNS_IMAGE=$ECHO_IMAGE
+export GODOXY_STREAMS_IMAGE=$IMAGE SSH_IMAGE=$ECHO_IMAGE DNS_IMAGE=$ECHO_IMAGE GAME_IMAGE=$ECHO_IMAGE
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 export DOCKER_GID
 
@@ -57,6 +59,11 @@ services:
     command: ["-t", "22"]
   dns:
     command: ["-u", "53", "-t", "53"]
+  game:
+    command: ["-t", "25565"]
+    labels:
+      proxy.idle_timeout: 2s         # this trial: asleep soon
+      proxy.stop_timeout: 2s
 YAML
 compose() { "${COMPOSE[@]}" -f compose.example.yml -f "$override" -p "$PROJECT" "$@"; }
 
@@ -104,14 +111,15 @@ def until(what, probe, timeout=30.0):
                 raise SystemExit(f"try-compose: {what}: {exc!r}")
             time.sleep(0.5)
 
-def tcp_echo():
-    with socket.create_connection(("127.0.0.1", 2222), timeout=3) as conn:
-        conn.sendall(b"hello over tcp 2222\n")
+def tcp_echo(port=2222, timeout=3):
+    payload = b"hello over tcp %d\n" % port
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(payload)
         conn.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := conn.recv(4096):
             data += chunk
-    assert data == b"hello over tcp 2222\n", data
+    assert data == payload, data
     return data
 
 def udp_echo():
@@ -122,7 +130,18 @@ def udp_echo():
     assert data == b"hello over udp 5353", data
     return data
 
+def routes():
+    with urllib.request.urlopen("http://127.0.0.1:8899/api/routes", timeout=5) as response:
+        return json.load(response)["routes"]
+
+def game_asleep():
+    (game,) = [r for r in routes() if r["alias"] == "game"]
+    assert game["state"] == "sleeping", game["state"]
+    return game["state"]
+
 print("tcp 127.0.0.1:2222 ->", until("TCP echo on 2222", tcp_echo))
+print("game route ->", until("the game asleep", game_asleep, timeout=120))
+print("tcp 127.0.0.1:25565 (wakes it) ->", tcp_echo(25565, timeout=120))
 print("udp 127.0.0.1:5353 ->", until("UDP echo on 5353", udp_echo))
 with urllib.request.urlopen("http://127.0.0.1:8899/healthz", timeout=5) as response:
     print("GET /healthz ->", response.status, response.read().decode()[:200])
@@ -150,8 +169,11 @@ print("POST /containers/create through the filter ->", status)
 PY
 
 denied=$(compose logs --no-color socket-proxy | grep -c ' denied ' || true)
-log "the filter denied $denied request(s): the daemon itself needed nothing beyond the reads"
+log "the filter denied $denied request(s): the daemon needed nothing beyond the reads and sleep/wake"
 [[ $denied == 1 ]]
+woke=$(compose logs --no-color socket-proxy | grep -c '/start (it has a sleep/wake label)' || true)
+log "the filter forwarded $woke start(s) for sleep/wake"
+[[ $woke -ge 1 ]]
 
 log "waiting for the image's HEALTHCHECK to report the daemon healthy"
 daemon=$(compose ps -q godoxy-streams)

@@ -51,7 +51,14 @@ def report_for(
     report.add(static)
     for info in infos:
         host = (engine_hosts or {}).get(info.engine)
-        report.add(parse_container(info, ctx if host is None else replace(ctx, remote_host=host)))
+        result = parse_container(info, ctx if host is None else replace(ctx, remote_host=host))
+        report.add(result)
+        if result.idle is not None and result.routes:
+            idle = result.idle
+            report.notes.append(
+                f"{info.name}: sleeps ({idle.stop_method}) after {idle.idle_timeout:g}s idle; "
+                f"the next client wakes it (waiting up to {idle.wake_timeout:g}s)"
+            )
     desired = build_desired(report.routes)
     for conflict in desired.conflicts:
         report.errors.append(
