@@ -46,7 +46,7 @@ class SleepController:
     ) -> None:
         self.manager = manager
         self.registry = Registry(engines, feed)
-        self.waker = Waker(self.registry, self.probes)
+        self.waker = Waker(self.registry, self.probes, self.awake)
         self.idle = IdleTracker(self.registry, self.activity, self.waker.in_flight)
         self._turns: dict[RouteKey, int] = {}
         manager.gate_for = self.gate
@@ -133,8 +133,18 @@ class SleepController:
                     add((member.origin.engine, member.origin.id), found.active, (found.total,))
         return out
 
+    def awake(self, key: EngineKey) -> bool:
+        """Whether every running route of ``key`` has it awake (taking connections)."""
+        return all(
+            member.origin.sleep in (None, "awake")
+            for route in self.manager.running.values()
+            for member in route.spec.members
+            if (member.origin.engine, member.origin.id) == key
+        )
+
     def probes(self, key: EngineKey) -> list[Probe] | None:
-        """The probes of ``key``'s routes at their current addresses (None: not known yet)."""
+        """The probes of ``key``'s routes at their current addresses (None: not known yet);
+        a UDP probe waits for a reply even when the route expects none in particular."""
         probes: list[Probe] = []
         for route in self.manager.running.values():
             spec = route.spec
@@ -144,8 +154,11 @@ class SleepController:
                 if not member.host:
                     return None
                 tunnel = self.manager.tunnels.get(member.origin.engine)
-                probe = probe_for(spec.proto, member.address, spec.healthcheck, tunnel)
-                if probe is not None and not spec.healthcheck.disable:
+                check = spec.healthcheck
+                if check.send is not None and check.expect is None:
+                    check = check.model_copy(update={"expect": ""})  # any reply: it answers
+                probe = probe_for(spec.proto, member.address, check, tunnel)
+                if probe is not None and not check.disable:
                     probes.append(probe)
         return probes
 

@@ -1,14 +1,14 @@
 """Waking a sleeping container: one wake in flight per container, whoever asks.
 
 A wake holds the container ``waking`` (its routes take no connection), then, under the
-container's lock (so it waits for a sleep under way): wakes each ``depends_on`` container
-first, in order (and waits until it is healthy when the dependency says
-``service_healthy``), starts or unpauses the container, hands the engine's fresh facts to
-the reconciler (a restart may change its address), and waits until it is ready: Docker's
-health ``healthy`` when it has a HEALTHCHECK, else every probe of its routes answers at the
-new address. Then the hold is lifted and, once the reconciler has applied that, the wake
-ends: the clients that waited dial the container. A wake fails with the engine's reason when
-a start fails, when the container stops again, or at ``wake_timeout``.
+container's lock (so it waits for a sleep under way): wakes each ``depends_on`` container first,
+in order (and waits until it is healthy when the dependency says ``service_healthy``), starts or
+unpauses the container, hands the engine's fresh facts to the reconciler (a restart may change
+its address), and waits until it is ready: Docker's health ``healthy`` when it has a HEALTHCHECK
+(as the engine's events bring it, and a look every ``LOOK_EVERY``), else every probe of its
+routes answers at the new address. Then the hold is lifted and, once the reconciler has applied
+that, the wake ends: the clients that waited dial the container. A wake fails with the engine's
+reason when a start fails, when the container stops again, or at ``wake_timeout``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from godoxy_streams.labels.idle import WAKE_TIMEOUT
 from godoxy_streams.runtime.sleepers import EngineKey, Registry, SleepTarget, WakeFailed
 from godoxy_streams.streams.probes import Probe, ProbeFailed
 
-WAKE_POLL = 0.02  # seconds between readiness probes while a container wakes
+# Seconds between readiness probes while a container wakes: 5 ms, growing with the time
+# it takes (a twentieth of it) up to 100 ms, so a slow start is not probed hundreds of times.
+WAKE_POLL, WAKE_POLL_MAX = 0.005, 0.1
 LOOK_EVERY = 0.1  # seconds between looks at the container's state while it wakes
 WAITER_GRACE = 1.0  # seconds a client waits past wake_timeout for the wake's own verdict
 # The probes of a container's routes at their current addresses: None while some route has
@@ -44,9 +46,12 @@ def stopped_text(info: ContainerInfo) -> str:
 class Waker:
     """The wakes in flight, at most one per container."""
 
-    def __init__(self, registry: Registry, probes: Probes) -> None:
+    def __init__(
+        self, registry: Registry, probes: Probes, awake: Callable[[EngineKey], bool]
+    ) -> None:
         self.registry = registry
         self.probes = probes
+        self.awake = awake  # whether the routes of a container are awake (as the manager runs them)
         self.wakes: dict[EngineKey, asyncio.Task[float]] = {}
         self.waiting: dict[EngineKey, int] = {}  # clients waiting on each wake
         self.counts: dict[EngineKey, dict[str, float]] = {}
@@ -105,7 +110,7 @@ class Waker:
             async with registry.lock(key):  # after a sleep under way
                 await asyncio.wait_for(self._bring_up(target, chain, started + timeout), timeout)
             registry.holds.pop(key, None)
-            await registry.publish()  # the clients that waited find it in the pool
+            await asyncio.wait_for(self._settled(target), max(0.0, started + timeout - loop.time()))
         except Exception as exc:
             reason = str(exc)
             if isinstance(exc, TimeoutError):
@@ -132,6 +137,17 @@ class Waker:
         self.count(key, "last_wake", took, add=False)
         return took
 
+    async def _settled(self, target: SleepTarget) -> None:
+        """Until the manager runs the container's routes awake, so the clients that waited
+        find it in the pool (an older look at the engine, such as an event's inspect answered
+        before the start, can put them back to sleep for a moment: look again)."""
+        while True:
+            await self.registry.publish()
+            if self.awake(target.key):
+                return
+            self._last[target.key] = "its routes were not awake yet"
+            await self.registry.look(target)
+
     async def _bring_up(
         self, target: SleepTarget, chain: tuple[EngineKey, ...], deadline: float
     ) -> None:
@@ -151,18 +167,23 @@ class Waker:
         await self._until_ready(target, deadline, False)
 
     async def _start(self, target: SleepTarget) -> None:
+        """Start (or unpause) it, as the last pass saw it; when that was stale, as the
+        engine says now."""
         engine = self.registry.engine(target)
-        info = await engine.inspect(target.id)
-        if info is None:
-            raise WakeFailed("the container no longer exists")
         self._last[target.key] = "the engine had not finished starting it"
-        try:
-            if info.state == "paused":
-                await engine.unpause(target.id)
-            elif info.state not in ("running", "restarting"):
-                await engine.start(target.id)
-        except EngineError as exc:
-            raise WakeFailed(f"the engine could not start it: {exc}") from None
+        state: str | None = target.state
+        for attempt in range(2):
+            try:
+                if state == "paused":
+                    await engine.unpause(target.id)
+                elif state not in ("running", "restarting"):
+                    await engine.start(target.id)
+                return
+            except EngineError as exc:
+                info = await engine.inspect(target.id) if attempt == 0 else None
+                if info is None or info.state == state:
+                    raise WakeFailed(f"the engine could not start it: {exc}") from None
+                state = info.state
 
     async def _look(self, target: SleepTarget) -> ContainerInfo:
         info = await self.registry.look(target)
@@ -181,8 +202,11 @@ class Waker:
         ``healthy`` and a HEALTHCHECK, is healthy)."""
         loop = asyncio.get_running_loop()
         probing = False
-        next_look = 0.0
+        started = next_look = loop.time()
         while True:
+            seen = self.registry.targets.get(target.key)  # events reach it at every pass
+            if seen is not None and seen.running and seen.health == "healthy":
+                return
             if loop.time() >= next_look:
                 info = await self._look(target)
                 next_look = loop.time() + LOOK_EVERY
@@ -196,7 +220,8 @@ class Waker:
                         probing = True
             if probing and await self._probed(target.key, deadline):
                 return
-            await asyncio.sleep(min(WAKE_POLL, max(0.0, deadline - loop.time())))
+            pause = min(WAKE_POLL_MAX, max(WAKE_POLL, (loop.time() - started) / 20))
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
 
     async def _probed(self, key: EngineKey, deadline: float) -> bool:
         probes = self.probes(key)

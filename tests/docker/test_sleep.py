@@ -45,12 +45,15 @@ def sleeper(d: DaemonProcess, name: str) -> dict[str, Any]:
 
 
 def asleep(d: DaemonProcess, box: Container, alias: str, states: tuple[str, ...]) -> None:
-    eventually(
-        lambda: status(box) in states and route_state(d, alias) == "sleeping",
-        SETTLE,
-        interval=0.2,
-        what=f"{box.name} asleep ({'/'.join(states)}) with its route sleeping",
-    )
+    """Wait until the daemon put ``box`` to sleep (and says so) and its route is sleeping."""
+
+    def slept() -> bool:
+        if status(box) not in states or route_state(d, alias) != "sleeping":
+            return False
+        row = sleeper(d, box.name)
+        return row["state"] == "asleep" and row["sleeps"] >= 1
+
+    eventually(slept, SETTLE, interval=0.2, what=f"{box.name} asleep ({'/'.join(states)})")
 
 
 def starts(client: Any, box: Container, since: float) -> int:
