@@ -9,7 +9,10 @@ Per round, in alternating order:
 - own: the same container started (or unpaused) directly through the engine API, polling its
   own address every millisecond until one byte echoes (the container's own start-to-ready).
 
-Reported: p50/p99 of both, and of the added latency (wake minus own, per round pair).
+Reported: p50/p99 of both, of the added latency (wake minus own, per round pair), and, as a
+finer look, the time from the container's server being ready (its ``echo: ready`` log line,
+by the engine's timestamp) to the first byte, for both (what the daemon adds after the
+container is ready: its readiness probe, a reconcile pass and the dial).
 Only loopback and the test container are contacted; the container and the daemon are removed
 and stopped at the end. ``python -m bench.wake_latency [--wakes 20] [--method stop|pause]``
 """
@@ -22,6 +25,7 @@ import socket
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -39,6 +43,15 @@ from tests.helpers import eventually, free_port  # noqa: E402
 POLL = 0.001
 
 
+def ready_at(client: docker.DockerClient, box: Any, since: float) -> float:
+    """When the echo server last said it was ready (time.time()), by the engine's log stamp."""
+    logs = client.api.logs(box.id, timestamps=True, since=int(since) - 1).decode()
+    stamps = [line.split(" ", 1)[0] for line in logs.splitlines() if "echo: ready" in line]
+    head, _, frac = stamps[-1].rstrip("Z").partition(".")
+    whole = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return whole + float("0." + (frac or "0"))
+
+
 def first_byte(host: str, port: int, timeout: float) -> float:
     """Seconds from connect to one echoed byte (one attempt; OSError if refused)."""
     started = time.monotonic()
@@ -49,8 +62,9 @@ def first_byte(host: str, port: int, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def own_start(client: docker.DockerClient, box: Any, method: str) -> float:
-    """Start (or unpause) ``box`` through the API and poll its own port until it echoes."""
+def own_start(client: docker.DockerClient, box: Any, method: str) -> tuple[float, float]:
+    """Start (or unpause) ``box`` through the API and poll its own port until it echoes:
+    (seconds to the first byte, the time.time() of that byte)."""
     started = time.monotonic()
     (client.api.unpause if method == "pause" else client.api.start)(box.id)
     box.reload()
@@ -59,7 +73,7 @@ def own_start(client: docker.DockerClient, box: Any, method: str) -> float:
     while True:
         try:
             first_byte(host, 7, 1.0)
-            return time.monotonic() - started
+            return time.monotonic() - started, time.time()
         except OSError:
             if time.monotonic() > deadline:
                 raise
@@ -96,6 +110,8 @@ def measure(
     }
     wake: list[float] = []
     own: list[float] = []
+    wake_after_ready: list[float] = []
+    own_after_ready: list[float] = []
     with TemporaryDirectory() as tmp, daemon(Path(tmp), ns) as d:
         d.start()
         box = factory(labels=labels)
@@ -103,11 +119,17 @@ def measure(
         for i in range(wakes):
             for kind in ("wake", "own") if i % 2 == 0 else ("own", "wake"):
                 put_to_sleep(client, box, method, d)
+                since = time.time()
                 if kind == "wake":
                     wake.append(first_byte("127.0.0.1", port, 60))
+                    done = time.time()
                     eventually(lambda: (d.route("w") or {}).get("state") == "running", 30)
                 else:
-                    own.append(own_start(client, box, method))
+                    took, done = own_start(client, box, method)
+                    own.append(took)
+                if method == "stop":  # a paused server does not log "ready" again
+                    after = done - ready_at(client, box, since)
+                    (wake_after_ready if kind == "wake" else own_after_ready).append(after)
     added = [w - o for w, o in zip(wake, own, strict=True)]
     ms = {
         name: {
@@ -116,7 +138,14 @@ def measure(
             "min": min(values) * 1e3,
             "max": max(values) * 1e3,
         }
-        for name, values in (("wake", wake), ("own", own), ("added", added))
+        for name, values in (
+            ("wake", wake),
+            ("own", own),
+            ("added", added),
+            ("wake_after_ready", wake_after_ready),
+            ("own_after_ready", own_after_ready),
+        )
+        if values
     }
     return {"method": method, "wakes": wakes, "ms": ms}
 
@@ -142,10 +171,14 @@ def main(argv: list[str] | None = None) -> int:
             ("wake", "first byte through the sleeping route"),
             ("own", "the container's own start-to-ready"),
             ("added", "added by sleep/wake (pairwise)"),
+            ("wake_after_ready", "ready -> first byte, through the route"),
+            ("own_after_ready", "ready -> first byte, own polling (1 ms)"),
         ):
+            if name not in result["ms"]:
+                continue
             row = result["ms"][name]
             print(
-                f"  {label:<38} p50 {row['p50']:7.1f} ms  p99 {row['p99']:7.1f} ms  "
+                f"  {label:<40} p50 {row['p50']:7.1f} ms  p99 {row['p99']:7.1f} ms  "
                 f"(min {row['min']:.1f}, max {row['max']:.1f})"
             )
     out = ROOT / "bench" / "out"
