@@ -167,11 +167,16 @@ class Waker:
         await self._until_ready(target, deadline, False)
 
     async def _start(self, target: SleepTarget) -> None:
-        """Start (or unpause) it, as the last pass saw it; when that was stale, as the
-        engine says now."""
+        """Start (or unpause) it, as the last pass saw it when that says it is stopped or
+        paused (one call less on the way), else and when that was stale, as the engine says
+        now (a sleep may have ended just before)."""
         engine = self.registry.engine(target)
         self._last[target.key] = "the engine had not finished starting it"
-        state: str | None = target.state
+        seen = self.registry.targets.get(target.key, target)
+        state: str | None = seen.state
+        if state in ("running", "restarting", "stopping"):
+            info = await engine.inspect(target.id)
+            state = info.state if info is not None else "removed"
         for attempt in range(2):
             try:
                 if state == "paused":

@@ -17,7 +17,7 @@ import pytest
 from docker.models.containers import Container
 
 from tests.daemon_kit import DaemonProcess
-from tests.docker.kit import HEALTH_FILE, file_healthcheck, kit_labels, unique_name
+from tests.docker.kit import HEALTH_FILE, file_healthcheck, kit_labels, unique_name, whoami_tcp
 from tests.helpers import eventually, free_port, tcp_exchange
 
 LOCAL = "127.0.0.1"
@@ -269,3 +269,24 @@ def test_a_denied_client_never_starts_anything(
             pass  # reset: what a denied client gets
     assert status(box) == "created" and starts(docker_client, box, since) == 0
     assert sleeper(d, box.name)["wakes"] == 0
+
+
+def test_a_pool_wakes_one_sleeper_and_takes_turns(
+    daemon: Daemon, run_container: Any, ns: str
+) -> None:
+    port = free_port()
+    d = daemon()
+    labels = echo_labels(ns, port) | {f"{ns}.echo.load_balance.mode": "round_robin"}
+    a = run_container(labels=labels, command=["--tag", "a"])
+    b = run_container(labels=labels, command=["--tag", "b"])
+    asleep(d, a, "echo", ("exited",))
+    asleep(d, b, "echo", ("exited",))
+
+    first = whoami_tcp(LOCAL, port, timeout=60)  # all asleep: it wakes one of them
+    woken, other = (a, b) if first == "a" else (b, a)
+    assert first in ("a", "b") and status(other) == "exited"
+    assert [whoami_tcp(LOCAL, port) for _ in range(4)] == [first] * 4  # the sleeper waits
+    assert status(other) == "exited" and sleeper(d, other.name)["wakes"] == 0
+
+    asleep(d, woken, "echo", ("exited",))
+    assert whoami_tcp(LOCAL, port, timeout=60) == ("b" if first == "a" else "a")  # in turn

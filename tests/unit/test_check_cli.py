@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_check_compose_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--compose", str(ROOT / "compose.example.yml")]) == 0
     out = capsys.readouterr().out
-    assert "ssh    tcp     0.0.0.0:2222  ssh:22" in out and "3 route(s), 0 error(s)" in out
+    assert "ssh    tcp     0.0.0.0:2222   ssh:22" in out and "4 route(s), 0 error(s)" in out
+    assert "game   tcp     0.0.0.0:25565  game:25565" in out
+    assert "note: game: sleeps (stop) after 900s idle; the next client wakes it" in out
 
 
 def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
