@@ -75,6 +75,7 @@ class StreamManager:
     ) -> None:
         self._settings = settings
         self.running: dict[RouteKey, RunningRoute] = {}
+        self.specs: dict[RouteKey, RouteSpec] = {}  # running[key].spec, kept in step
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closing_streams: dict[asyncio.Task[None], Stream] = {}
@@ -108,7 +109,7 @@ class StreamManager:
         }
 
     def running_specs(self) -> dict[RouteKey, RouteSpec]:
-        return {key: route.spec for key, route in self.running.items()}
+        return dict(self.specs)
 
     def route_acl(self, spec: RouteSpec) -> Acl | None:
         """The global ACL and the route's own, combined (a route can only narrow the global)."""
@@ -156,6 +157,7 @@ class StreamManager:
         for key in plan.stop:
             self.failed.pop(key, None)
             route = self.running.pop(key, None)
+            self.specs.pop(key, None)
             if route is not None:
                 self._log(route.spec, "stop", route.bound_port)
                 self._close_in_background(route.stream)
@@ -168,7 +170,7 @@ class StreamManager:
             pool = route.stream.set_pool(member_specs(spec), spec.balance)
             if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
                 self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
-            route.spec = spec
+            route.spec = self.specs[spec.key] = spec
             retargeted.append(spec.key)
         started, failed = [], {}
         for spec in plan.start:
@@ -177,9 +179,12 @@ class StreamManager:
                 started.append(spec.key)
             else:
                 failed[spec.key] = error
-        self.health.sync(
-            {k: (r.spec, r.stream.pool) for k, r in self.running.items() if r.stream.pool}
-        )
+        for key in (*stopped, *retargeted, *started):
+            route = self.running.get(key)
+            if route is not None and route.stream.pool is not None:
+                self.health.sync_route(key, route.spec, route.stream.pool)
+            else:
+                self.health.sync_route(key, None, None)
         return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
 
     async def _start(self, spec: RouteSpec) -> str | None:
@@ -205,6 +210,7 @@ class StreamManager:
             return message
         self.failed.pop(spec.key, None)
         self.running[spec.key] = RunningRoute(spec, stream)
+        self.specs[spec.key] = spec
         extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
         self._log(spec, "start", stream.local_addr[1], **extra)
         self._warn_open_udp(spec)
@@ -236,6 +242,7 @@ class StreamManager:
     async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
         """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
         routes, self.running = list(self.running.values()), {}
+        self.specs = {}
         self.health.close()
         for route in routes:
             self._log(route.spec, "stop", route.bound_port)
