@@ -11,13 +11,9 @@ from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext, default_alias
 from godoxy_streams.labels.fields import RouteFacts, RouteResult, build_routes
-from godoxy_streams.labels.grammar import FieldValue, expand, load_yaml_block, normalise_name
-from godoxy_streams.labels.target import (
-    TargetProblem,
-    check_label_host,
-    pick_network,
-    several_networks_note,
-)
+from godoxy_streams.labels.grammar import Expansion, expand, load_yaml_block, normalise_name
+from godoxy_streams.labels.precedence import FieldValue
+from godoxy_streams.labels.target import Target, check_label_host, container_target
 from godoxy_streams.model import RouteOrigin, RouteSpec
 
 __all__ = ["ParseContext", "ParseResult", "has_labels", "parse_container", "parse_static_routes"]
@@ -76,61 +72,27 @@ def _origin(info: ContainerInfo, ctx: ParseContext) -> RouteOrigin:
     )
 
 
-def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
-    """The stream routes a container's labels declare (whatever its state)."""
-    if not has_labels(info.labels, ctx.namespace):
-        return ParseResult(labelled=False)
-    expansion = expand(
-        info.labels, namespace=ctx.namespace, container=info.name, default_alias=default_alias(info)
-    )
-    notes = list(expansion.notes)
-    if expansion.container_errors:
-        return ParseResult(errors=tuple(expansion.container_errors), notes=tuple(notes))
-    if expansion.exclude:
-        return ParseResult(notes=tuple(notes), excluded=True)
-
-    host: str | None = None
-    problem: str | None = None
-    wanted = expansion.network.text if expansion.network else None
-    if ctx.remote_host:
-        host = ctx.remote_host
-    elif info.host_network:
-        host = "127.0.0.1"
-    else:
-        try:
-            chosen, address = pick_network(info, wanted, ctx)
-        except TargetProblem as exc:
-            if expansion.network is not None:
-                error = LabelError(
-                    str(exc),
-                    container=info.name,
-                    label=expansion.network.label,
-                    value=expansion.network.raw,
-                )
-                return ParseResult(errors=(error,), notes=tuple(notes))
-            problem = str(exc)
-        else:
-            host = info.compose_service if ctx.mode == "compose" else address
-            if not wanted and ctx.mode == "docker":
-                note = several_networks_note(info, chosen)
-                if note:
-                    notes.append(note)
-
+def container_facts(info: ContainerInfo, ctx: ParseContext, target: Target) -> RouteFacts:
+    """What every route of the container shares: its address and the ports it exposes."""
     exposed: dict[int, set[str]] = {}
     for port in info.ports:
         exposed.setdefault(port.private, set()).add(port.proto)
-    facts = RouteFacts(
+    return RouteFacts(
         container=info.name,
         origin=_origin(info, ctx),
-        target_host=host,
-        target_problem=problem,
+        target_host=target.host,
+        target_problem=target.problem,
         exposed={p: frozenset(s) for p, s in exposed.items()},
         published={(p.private, p.proto): p.public for p in info.ports if p.public},
         remote=ctx.remote_host is not None,
         label_host_check=lambda text: check_label_host(text, info, ctx),
         default_bind=ctx.default_bind,
     )
-    result = ParseResult(notes=tuple(notes), errors=tuple(expansion.stray_errors))
+
+
+def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
+    """The routes of every alias; an alias whose labels did not expand cleanly has none."""
+    result = ParseResult(errors=tuple(expansion.stray_errors))
     for alias in expansion.aliases:
         built = build_routes(alias, expansion.fields.get(alias, {}), facts)
         grammar_errors = expansion.route_errors.get(alias, [])
@@ -139,7 +101,27 @@ def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
         result = result.merged(
             ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
         )
-    return ParseResult(result.routes, result.errors, result.notes)
+    return result
+
+
+def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
+    """The stream routes a container's labels declare (whatever its state)."""
+    if not has_labels(info.labels, ctx.namespace):
+        return ParseResult(labelled=False)
+    expansion = expand(
+        info.labels, namespace=ctx.namespace, container=info.name, default_alias=default_alias(info)
+    )
+    notes = tuple(expansion.notes)
+    if expansion.container_errors:
+        return ParseResult(errors=tuple(expansion.container_errors), notes=notes)
+    if expansion.exclude:
+        return ParseResult(notes=notes, excluded=True)
+    target = container_target(info, expansion.network, ctx)
+    if target.error is not None:
+        return ParseResult(errors=(target.error,), notes=notes)
+    notes += (target.note,) if target.note else ()
+    routes = alias_routes(expansion, container_facts(info, ctx, target))
+    return ParseResult(routes.routes, routes.errors, notes + routes.notes)
 
 
 def parse_static_routes(document: Any, ctx: ParseContext) -> ParseResult:
