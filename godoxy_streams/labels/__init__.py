@@ -4,35 +4,19 @@ validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext, default_alias
 from godoxy_streams.labels.fields import RouteFacts, RouteResult, build_routes
-from godoxy_streams.labels.grammar import Expansion, expand, load_yaml_block, normalise_name
-from godoxy_streams.labels.precedence import FieldValue
+from godoxy_streams.labels.grammar import Expansion, expand
+from godoxy_streams.labels.result import ParseResult
+from godoxy_streams.labels.static import parse_static_routes
 from godoxy_streams.labels.target import Target, check_label_host, container_target
-from godoxy_streams.model import RouteOrigin, RouteSpec
+from godoxy_streams.model import RouteOrigin
 
 __all__ = ["ParseContext", "ParseResult", "has_labels", "parse_container", "parse_static_routes"]
-
-
-@dataclass(frozen=True)
-class ParseResult:
-    """Routes that may start, errors of those that may not, and informational notes."""
-
-    routes: tuple[RouteSpec, ...] = ()
-    errors: tuple[LabelError, ...] = ()
-    notes: tuple[str, ...] = ()
-    excluded: bool = False
-    labelled: bool = True
-
-    def merged(self, other: ParseResult) -> ParseResult:
-        return ParseResult(
-            self.routes + other.routes, self.errors + other.errors, self.notes + other.notes
-        )
 
 
 def without_protocols(result: ParseResult, protos: frozenset[str], engine: str) -> ParseResult:
@@ -122,63 +106,3 @@ def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
     notes += (target.note,) if target.note else ()
     routes = alias_routes(expansion, container_facts(info, ctx, target))
     return ParseResult(routes.routes, routes.errors, notes + routes.notes)
-
-
-def parse_static_routes(document: Any, ctx: ParseContext) -> ParseResult:
-    """The routes of a static routes file (already loaded from YAML, all scalars as text)."""
-    if not isinstance(document, dict) or not isinstance(document.get("routes", {}), dict):
-        error = LabelError(
-            "expected a mapping with a 'routes:' mapping of route names to fields", container="file"
-        )
-        return ParseResult(errors=(error,))
-    result = ParseResult()
-    for name, body in (document.get("routes") or {}).items():
-        container = f"file:{name}"
-        origin = RouteOrigin(kind="file", name=container)
-        flat = load_yaml_block_from(body)
-        if flat is None:
-            error = LabelError("expected a mapping of fields", container=container, alias=name)
-            result = result.merged(ParseResult(errors=(error,)))
-            continue
-        fields = {
-            normalise_name(key): FieldValue(value, f"routes.{name}.{key}", _text(value), "named", 1)
-            for key, value in flat.items()
-        }
-        facts = RouteFacts(
-            container=container,
-            origin=origin,
-            target_host="127.0.0.1",
-            default_host_v6="::1",
-            default_bind=ctx.default_bind,
-        )
-        built = build_routes(str(name).lower(), fields, facts)
-        errors = list(built.errors)
-        if not built.routes and not errors:
-            errors.append(
-                LabelError(
-                    "a static route needs a stream scheme (tcp, udp, ...) or a LISTEN:TARGET port",
-                    container=container,
-                    alias=name,
-                )
-            )
-        result = result.merged(ParseResult(tuple(built.routes), tuple(errors)))
-    return result
-
-
-def load_yaml_block_from(body: Any) -> dict[str, Any] | None:
-    if isinstance(body, str):
-        return load_yaml_block(body)
-    if not isinstance(body, dict):
-        return None
-    flat: dict[str, Any] = {}
-    for key, value in body.items():
-        if isinstance(value, dict):
-            for sub, inner in (load_yaml_block_from(value) or {}).items():
-                flat[f"{normalise_name(str(key))}.{sub}"] = inner
-        else:
-            flat[str(key)] = [str(v) for v in value] if isinstance(value, list) else str(value)
-    return flat
-
-
-def _text(value: Any) -> str:
-    return ", ".join(value) if isinstance(value, list) else str(value)

@@ -100,6 +100,40 @@ def not_a_stream(
     return None
 
 
+def guarded_fields(known: Mapping[str, FieldValue], kind: str, problems: Problems) -> None:
+    """GoDoxy fields a stream route cannot honour and must not drop in silence (labels.md):
+    each is an error when set."""
+    tls = known.get("tls_termination")
+    if tls is not None:
+        try:
+            wanted = parse_bool(tls.text)
+        except ValueProblem as exc:
+            problems.label(tls, str(exc))
+            wanted = False
+        if wanted:
+            problems.label(
+                tls, "tls_termination is not supported yet: this route cannot terminate TLS"
+            )
+    mtls = known.get("inbound_mtls_profile")
+    if mtls is not None:
+        problems.label(
+            mtls,
+            "inbound mTLS is not supported on stream routes (GoDoxy: HTTP routes only); "
+            "this port would accept clients without a certificate",
+        )
+    agent = known.get("agent")
+    if agent is not None:
+        problems.label(agent, _AGENT[kind == "file"])
+
+
+_AGENT = {
+    False: "agent is not allowed on a container's route: it is reached through the Docker "
+    "engine it runs on (GoDoxy rejects agent on Docker routes too)",
+    True: "routing a static route through a GoDoxy agent is not supported: it would dial its "
+    "host directly",
+}
+
+
 def read_ports(
     port_fv: FieldValue | None,
     scheme_fv: FieldValue | None,
@@ -143,7 +177,7 @@ def convert_values(
     values: dict[str, Any] = {}
     health: dict[str, Any] = {}
     for name, fv in known.items():
-        conv = CONVERTERS[name]
+        conv = CONVERTERS.get(name)
         if conv is None:
             continue
         attr, func = conv
@@ -272,18 +306,20 @@ def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts
     out = RouteResult()
     problems = Problems(facts.container, alias, out.errors)
     sorted_fields = classify(fields)
+    for name, fv in sorted_fields.unknown:
+        problems.label(fv, f'unknown field "{name}"{hint(name)}')
     known = sorted_fields.known
     scheme = read_scheme(known.get("scheme"), problems)
     why_not = not_a_stream(scheme, known.get("scheme"), known.get("port"))
     if why_not:
-        out.notes.append(
-            f'{facts.container}: route "{alias}" is not a stream route ({why_not}): ignored'
-        )
+        if not out.errors:
+            out.notes.append(
+                f'{facts.container}: route "{alias}" is not a stream route ({why_not}): ignored'
+            )
         return out
     for label in sorted_fields.ignored:
         out.notes.append(f"{facts.container}: label {label} applies to HTTP routes only: ignored")
-    for name, fv in sorted_fields.unknown:
-        problems.label(fv, f'unknown field "{name}"{hint(name)}')
+    guarded_fields(known, facts.origin.kind, problems)
 
     listen, target_port = read_ports(
         known.get("port"), known.get("scheme"), facts.exposed, problems

@@ -7,6 +7,7 @@ here; ``fields`` turns them into routes. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.precedence import FieldText, FieldValue, Form, resolve_fields
 from godoxy_streams.labels.values import ValueProblem, parse_bool, split_list
 
+# GoDoxy's scalar shortcuts: item i of the comma list is that field of ``#i``. The last three
+# are guarded fields (an error on a stream route), so they are read, not ignored.
 SHORTCUTS = {
     "ports": "port",
     "schemes": "scheme",
@@ -25,7 +28,27 @@ SHORTCUTS = {
     "binds": "bind",
     "hosts": "host",
     "proxy_protocol_headers": "relay_proxy_protocol_header",
+    "agents": "agent",
+    "tls_terminations": "tls_termination",
+    "inbound_mtls_profiles": "inbound_mtls_profile",
 }
+# GoDoxy's HTTP and file-server shortcuts: one note each, never read as an alias.
+HTTP_SHORTCUTS = frozenset(
+    {
+        "roots",
+        "spas",
+        "indexes",
+        "no_tls_verifies",
+        "response_header_timeouts",
+        "max_conns_per_hosts",
+        "disable_compressions",
+        "ssl_server_names",
+        "ssl_trusted_certificates",
+        "ssl_certificates",
+        "ssl_certificate_keys",
+        "rule_files",
+    }
+)
 # GoDoxy's sleep/wake ("idle watcher") labels: container- or route-level, never for streams.
 IDLE_WATCHER_LABELS = frozenset(
     {
@@ -39,8 +62,8 @@ IDLE_WATCHER_LABELS = frozenset(
         "no_loading_page",
     }
 )
-IGNORED_CONTAINER_LABELS = IDLE_WATCHER_LABELS | {"agents", "tls_terminations"}
-GROUPS = frozenset({"healthcheck", "acl", "load_balance"})
+CONTAINER_LABELS = ("aliases", "exclude", "network", *SHORTCUTS, *HTTP_SHORTCUTS)
+GROUPS = frozenset({"healthcheck", "acl", "loadbalance"})  # squashed names
 _INDEX = re.compile(r"^[#$](\d+)$")
 
 
@@ -62,6 +85,11 @@ class Expansion:
 def normalise_name(name: str) -> str:
     """Field names are case-insensitive and ``-``/``_`` are the same."""
     return name.strip().lower().replace("-", "_")
+
+
+def squash(name: str) -> str:
+    """The key GoDoxy matches field names by: case-insensitive, ``_`` (and ``-``) ignored."""
+    return name.lower().replace("_", "").replace("-", "")
 
 
 def load_yaml_block(text: str) -> dict[str, FieldText] | None:
@@ -119,12 +147,16 @@ def read_container_label(
     name: str, key: str, raw: str, container: str, out: Expansion, shortcuts: list[Shortcut]
 ) -> bool:
     """Record a container-level label (``proxy.aliases``, ``exclude``, ``network``, a shortcut,
-    a sleep/wake label); False when ``name`` is none of those."""
+    a sleep/wake label); False when ``name`` is none of those. An empty value is no label."""
+    if name not in CONTAINER_LABELS and name not in IDLE_WATCHER_LABELS:
+        return False
+    if not raw.strip():
+        return True
     if name == "aliases":
         out.declared_aliases = True
-        for alias in split_list(raw):
-            if alias.lower() not in out.aliases:
-                out.aliases.append(alias.lower())
+        out.aliases.extend(
+            a for a in dict.fromkeys(split_list(raw.lower())) if a not in out.aliases
+        )
     elif name == "exclude":
         try:
             out.exclude = parse_bool(raw)
@@ -134,10 +166,12 @@ def read_container_label(
         out.network = FieldValue(raw.strip(), key, raw, "named", 0)
     elif name in SHORTCUTS:
         shortcuts.append(Shortcut(SHORTCUTS[name], key, raw))
-    elif name in IGNORED_CONTAINER_LABELS:
-        out.notes.append(f"label {key} is not used by stream routes: ignored")
+    elif name in HTTP_SHORTCUTS:
+        out.notes.append(f"{container}: label {key} applies to HTTP routes only: ignored")
     else:
-        return False
+        out.notes.append(
+            f"{container}: label {key} (GoDoxy's sleep/wake) is not supported: ignored"
+        )
     return True
 
 
@@ -185,14 +219,21 @@ def sort_labels(
     return addressed, shortcuts
 
 
-def alias_list(declared: list[str], addressed: list[Addressed], default_alias: str) -> list[str]:
-    """Step 2: the declared aliases, then those only named in labels; the default alias when
-    there are none."""
-    aliases = list(declared)
-    for item in addressed:
-        if item.form == "named" and item.target not in aliases:
-            aliases.append(item.target)
-    return aliases or [default_alias.lower()]
+def alias_list(
+    declared: list[str], addressed: list[Addressed], shortcuts: list[Shortcut], default_alias: str
+) -> list[str]:
+    """Step 2: the declared aliases, then those only named in labels. Without declared
+    aliases, the default alias is ``#1``: an alias when a label addresses ``#1`` (or a
+    shortcut's first item), or when there is no other."""
+    named = [i.target for i in addressed if i.form == "named" and i.target not in declared]
+    aliases = list(dict.fromkeys([*declared, *named]))
+    first = any(i.target == "#1" for i in addressed) or any(
+        s.raw.split(",")[0].strip() for s in shortcuts
+    )
+    default = default_alias.lower()
+    if not declared and (first or not aliases) and default not in aliases:
+        aliases.insert(0, default)
+    return aliases
 
 
 @dataclass
@@ -207,16 +248,19 @@ class Indexer:
 
     def resolve(self, target: str, label: str, raw: str) -> str | None:
         n = int(target[1:])
-        if not self.out.declared_aliases:
-            hint = f"; add {self.namespace}.aliases: {self.default_alias}" if n == 1 else ""
-            message = f"{target} needs {self.namespace}.aliases to number the aliases{hint}"
-        elif not 1 <= n <= len(self.declared):
+        numbered = self.declared if self.out.declared_aliases else [self.default_alias.lower()]
+        if 1 <= n <= len(numbered):
+            return numbered[n - 1]
+        if self.out.declared_aliases:
             message = (
-                f"{target} is out of range: {self.namespace}.aliases has {len(self.declared)} "
+                f"{target} is out of range: {self.namespace}.aliases has {len(numbered)} "
                 "alias(es), numbered from #1"
             )
         else:
-            return self.declared[n - 1]
+            message = (
+                f"{target} is out of range: without {self.namespace}.aliases only #1 (the "
+                f'default alias "{numbered[0]}") is numbered'
+            )
         self.out.stray_errors.append(_error(message, self.container, label, raw, alias=target))
         return None
 
@@ -238,7 +282,9 @@ class Candidates:
         self.by_alias: dict[str, dict[str, list[FieldValue]]] = {a: {} for a in aliases}
 
     def add(self, alias: str, name: str, value: FieldValue) -> None:
-        self.by_alias.setdefault(alias, {}).setdefault(name, []).append(value)
+        """Offer ``value`` for a field; an empty value is no label at all."""
+        if value.text.strip():
+            self.by_alias.setdefault(alias, {}).setdefault(name, []).append(value)
 
 
 def add_addressed(
@@ -246,15 +292,17 @@ def add_addressed(
 ) -> None:
     """Step 4: a dotted label is one field; a YAML block (``proxy.app: |``, ``proxy.app.acl:
     |``) is one field per key of its mapping, one level shallower than a dotted label."""
-    if item.path and item.path not in GROUPS:
+    if item.path and squash(item.path) not in GROUPS:
         for alias in targets:
             value = FieldValue(item.raw, item.label, item.raw, item.form, item.depth + 1)
             candidates.add(alias, item.path, value)
         return
-    block = load_yaml_block(item.raw)
+    block = load_yaml_block(item.raw) if item.raw.strip() else {}
     if block is None:
         what = f"{item.path} fields" if item.path else "fields"
         message = f'expected a YAML mapping of {what}, e.g. "port: 2222:22"'
+        if item.form == "named" and not item.path:
+            message += _container_label_hint(item.target)
         for alias in targets:
             error = _error(message, container, item.label, item.raw, alias=alias)
             out.route_errors.setdefault(alias, []).append(error)
@@ -266,6 +314,11 @@ def add_addressed(
             candidates.add(
                 alias, name, FieldValue(text, f"{item.label}[{sub}]", raw, item.form, item.depth)
             )
+
+
+def _container_label_hint(name: str) -> str:
+    close = difflib.get_close_matches(name, CONTAINER_LABELS, n=1, cutoff=0.75)
+    return f"; or did you mean the container label {close[0]}?" if close else ""
 
 
 def add_shortcuts(shortcuts: list[Shortcut], candidates: Candidates, indexer: Indexer) -> None:
@@ -290,7 +343,7 @@ def expand(
     out = Expansion()
     addressed, shortcuts = sort_labels(labels, namespace, container, out)
     declared = list(out.aliases)
-    out.aliases = alias_list(declared, addressed, default_alias)
+    out.aliases = alias_list(declared, addressed, shortcuts, default_alias)
     indexer = Indexer(out, namespace, container, declared, default_alias)
     candidates = Candidates(out.aliases)
     for item in addressed:

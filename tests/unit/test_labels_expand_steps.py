@@ -37,6 +37,11 @@ from godoxy_streams.labels.precedence import FieldValue, Form, pick
         ("ports", "1:2,3:4", lambda out, sc: sc == [Shortcut("port", "proxy.ports", "1:2,3:4")]),
         ("protocols", "udp", lambda out, sc: sc[0].field == "scheme"),
         ("idle_timeout", "1h", lambda out, sc: "proxy.idle_timeout" in out.notes[0]),
+        ("no_tls_verifies", "true", lambda out, sc: "HTTP routes only" in out.notes[0]),
+        ("tls_terminations", "true", lambda out, sc: sc[0].field == "tls_termination"),
+        ("aliases", "", lambda out, sc: not out.declared_aliases),
+        ("exclude", " ", lambda out, sc: not out.exclude and not out.container_errors),
+        ("network", "", lambda out, sc: out.network is None),
     ],
 )
 def test_read_container_label(
@@ -78,18 +83,28 @@ def addressed(target: str, form: Form, path: str = "port", raw: str = "1:2") -> 
     return Addressed(target, form, path, f"proxy.{target}.{path}", raw, 2)
 
 
+PORTS = Shortcut("port", "proxy.ports", "2222:22")
+
+
 @pytest.mark.parametrize(
-    ("declared", "items", "want"),
+    ("declared", "items", "shortcuts", "want"),
     [
-        ([], [], ["web"]),
-        ([], [addressed("*", "wildcard")], ["web"]),
-        ([], [addressed("b", "named"), addressed("a", "named")], ["b", "a"]),
-        (["a"], [addressed("b", "named"), addressed("a", "named")], ["a", "b"]),
-        (["a", "b"], [addressed("#1", "index")], ["a", "b"]),
+        ([], [], [], ["web"]),
+        ([], [addressed("*", "wildcard")], [], ["web"]),
+        ([], [addressed("#1", "index")], [], ["web"]),
+        ([], [], [PORTS], ["web"]),
+        ([], [addressed("b", "named"), addressed("a", "named")], [], ["b", "a"]),
+        ([], [addressed("b", "named"), addressed("#1", "index")], [], ["web", "b"]),
+        ([], [addressed("b", "named")], [PORTS], ["web", "b"]),
+        ([], [addressed("web", "named"), addressed("#1", "index")], [], ["web"]),
+        (["a"], [addressed("b", "named"), addressed("a", "named")], [], ["a", "b"]),
+        (["a", "b"], [addressed("#1", "index")], [PORTS], ["a", "b"]),
     ],
 )
-def test_alias_list(declared: list[str], items: list[Addressed], want: list[str]) -> None:
-    assert alias_list(declared, items, "Web") == want
+def test_alias_list(
+    declared: list[str], items: list[Addressed], shortcuts: list[Shortcut], want: list[str]
+) -> None:
+    assert alias_list(declared, items, shortcuts, "Web") == want
 
 
 @pytest.mark.parametrize(
@@ -99,10 +114,12 @@ def test_alias_list(declared: list[str], items: list[Addressed], want: list[str]
         (["a", "b"], "#2", "b", None),
         (["a", "b"], "#3", None, "#3 is out of range: proxy.aliases has 2 alias(es)"),
         (["a"], "#0", None, "#0 is out of range"),
+        ([], "#1", "web", None),
+        ([], "#2", None, 'without proxy.aliases only #1 (the default alias "web") is numbered'),
     ],
 )
 def test_indexer(declared: list[str], target: str, want: str | None, error: str | None) -> None:
-    out = Expansion(aliases=list(declared), declared_aliases=True)
+    out = Expansion(aliases=list(declared), declared_aliases=bool(declared))
     indexer = Indexer(out, "proxy", "web", declared, "web")
     assert indexer.resolve(target, f"proxy.{target}.port", "1:2") == want
     if error is None:
