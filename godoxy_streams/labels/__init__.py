@@ -80,8 +80,10 @@ def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
     for alias in expansion.aliases:
         built = build_routes(alias, expansion.fields.get(alias, {}), facts)
         grammar_errors = expansion.route_errors.get(alias, [])
-        if grammar_errors:
-            built = RouteResult(errors=grammar_errors + built.errors)
+        if grammar_errors:  # the route is invalid; keep what each label says, not the
+            # consequences of a value the expansion had to drop ("needs a port")
+            labelled = [e for e in built.errors if e.label is not None]
+            built = RouteResult(errors=grammar_errors + labelled)
         result = result.merged(
             ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
         )

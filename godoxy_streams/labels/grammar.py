@@ -227,9 +227,7 @@ def alias_list(
     shortcut's first item), or when there is no other."""
     named = [i.target for i in addressed if i.form == "named" and i.target not in declared]
     aliases = list(dict.fromkeys([*declared, *named]))
-    first = any(i.target == "#1" for i in addressed) or any(
-        s.raw.split(",")[0].strip() for s in shortcuts
-    )
+    first = any(i.target == "#1" for i in addressed) or any(split_list(s.raw) for s in shortcuts)
     default = default_alias.lower()
     if not declared and (first or not aliases) and default not in aliases:
         aliases.insert(0, default)
@@ -322,11 +320,10 @@ def _container_label_hint(name: str) -> str:
 
 
 def add_shortcuts(shortcuts: list[Shortcut], candidates: Candidates, indexer: Indexer) -> None:
-    """Step 5: item i of a comma-list shortcut is a field of ``#i``."""
+    """Step 5: item i of a shortcut's list is a field of ``#i``; as in GoDoxy, the list is
+    split on commas and white space and empty items are dropped."""
     for shortcut in shortcuts:
-        for i, value in enumerate((s.strip() for s in shortcut.raw.split(",")), start=1):
-            if value == "":
-                continue
+        for i, value in enumerate(split_list(shortcut.raw), start=1):
             resolved = indexer.resolve(f"#{i}", shortcut.label, shortcut.raw)
             if resolved is not None:
                 label = f"{shortcut.label}[#{i}]"

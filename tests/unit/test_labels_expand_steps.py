@@ -158,17 +158,14 @@ def test_add_addressed_block_that_is_no_mapping_is_a_route_error() -> None:
     assert "expected a YAML mapping of fields" in out.route_errors["a"][0].message
 
 
-def test_add_shortcuts() -> None:
+def test_add_shortcuts_split_as_godoxy_does() -> None:
     out = Expansion(aliases=["a", "b"], declared_aliases=True)
     indexer = Indexer(out, "proxy", "web", ["a", "b"], "web")
     candidates = Candidates(["a", "b"])
-    add_shortcuts([Shortcut("port", "proxy.ports", "1:2, , 3:4, 5:6")], candidates, indexer)
-    assert candidates.by_alias["a"]["port"][0].label == "proxy.ports[#1]"
-    assert "port" not in candidates.by_alias["b"]  # an empty item is no value
-    assert [e.message[:19] for e in out.stray_errors] == [
-        "#3 is out of range:",
-        "#4 is out of range:",
-    ]
+    add_shortcuts([Shortcut("port", "proxy.ports", "1:2, ,3:4 5:6")], candidates, indexer)
+    assert [v.label for v in candidates.by_alias["a"]["port"]] == ["proxy.ports[#1]"]
+    assert [v.text for v in candidates.by_alias["b"]["port"]] == ["3:4"]  # empties dropped
+    assert [e.message[:19] for e in out.stray_errors] == ["#3 is out of range:"]
 
 
 def value(text: str, form: Form, depth: int = 2, label: str = "") -> FieldValue:

@@ -230,3 +230,26 @@ def test_compose_mode_default_alias_is_the_service() -> None:
     result = parse({**COMPOSE, "proxy.#1.scheme": "tcp", "proxy.#1.port": "2222:22"}, ctx,
                    name="game", networks={"default": ""})  # fmt: skip
     assert [(r.alias, r.target) for r in result.routes] == [("game", ("game", 22))]
+
+
+def test_a_clash_is_reported_without_its_consequences() -> None:
+    labels = {
+        "proxy.aliases": "ssh,dns",
+        "proxy.ports": "2222:22, 5353:53",
+        "proxy.schemes": "tcp, udp",
+        "proxy.ssh.port": "2200:22",
+    }
+    (msg,) = errors(labels)  # not also "needs a port" for the port the clash dropped
+    assert "proxy.ports[#1]" in msg and "proxy.ssh.port" in msg
+
+
+def test_shortcut_lists_split_on_commas_and_white_space_dropping_empty_items() -> None:
+    labels = {
+        "proxy.aliases": "ssh dns",
+        "proxy.ports": "2222:22,, 5353:53",
+        "proxy.schemes": "tcp udp",
+    }
+    assert [(r[0], r[1], r[3]) for r in routes(labels)] == [
+        ("ssh", "tcp", 2222),
+        ("dns", "udp", 5353),
+    ]
