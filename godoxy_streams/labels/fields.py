@@ -2,7 +2,8 @@
 collect every error of the route (all-or-nothing: one bad field and the route does not start).
 
 ``build_routes`` runs small steps in order, each a pure function tested on its own: classify
-the fields, read the scheme (is it a stream at all?), the ports, the per-protocol schemes,
+the fields (unknown ones are errors whatever the route), read the scheme (is it a stream at
+all?), refuse the guarded fields a stream cannot honour, the ports, the per-protocol schemes,
 convert the other fields, the bind address, the target host, the target port each protocol
 dials (published ports on a remote engine), then publish the ``RouteSpec`` of each protocol.
 Pure functions, no I/O."""

@@ -1,8 +1,9 @@
 """Label key expansion: a container's labels -> per-alias field maps, with provenance.
 
 Handles the four addressing forms (named, ``#N``/``$N``, wildcard, YAML block), GoDoxy's scalar
-shortcuts, the container-level labels, and the precedence rules of labels.md. Values stay text
-here; ``fields`` turns them into routes. Pure functions, no I/O.
+shortcuts and the container-level labels, in steps: sort the labels, list the aliases, resolve
+``#N``, offer each label's values to its routes, then let ``precedence`` pick one per field.
+Values stay text here; ``fields`` turns them into routes. Pure functions, no I/O.
 """
 
 from __future__ import annotations
