@@ -29,10 +29,11 @@ from typing import Any
 
 import yaml
 
-from godoxy_streams import check, cli
+from godoxy_streams.app import check, cli
 from godoxy_streams.containers import ContainerInfo, PortFact
 from godoxy_streams.labels import ParseContext, ParseResult
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.sources.routes_file import load_routes_file
 
 CASES = Path(__file__).parent / "cases"
 SERVICE_KEYS = ("container_name", "image", "labels", "ports", "expose", "network_mode", "networks")
@@ -148,7 +149,7 @@ def run_case(case: Case, where: Path) -> Outcome:
     path = Path(args[-2])
     ctx = ParseContext()
     if case.kind == "routes_file":
-        routes = check.report_for([], check.load_routes_file(path, ctx), ctx).routes
+        routes = check.report_for([], load_routes_file(path, ctx), ctx).routes
     else:
         routes = check.check_compose(path, ctx).routes
     return Outcome(code, report, routes)
