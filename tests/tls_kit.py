@@ -75,3 +75,52 @@ def client_context(ca: Path, files: CertFiles | None = None) -> ssl.SSLContext:
     if files is not None:
         ctx.load_cert_chain(files.daemon, files.daemon_key)
     return ctx
+
+
+def install(folder: Path, stem: str, files: CertFiles, *, bundle: bool = False) -> Path:
+    """Put the server certificate of ``files`` into a certificate folder as ``stem``: a
+    ``.crt``/``.key`` pair, or one ``.pem`` bundle. Returns the certificate file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if bundle:
+        path = folder / f"{stem}.pem"
+        path.write_bytes(files.agent.read_bytes() + files.agent_key.read_bytes())
+        return path
+    path = folder / f"{stem}.crt"
+    path.write_bytes(files.agent.read_bytes())
+    (folder / f"{stem}.key").write_bytes(files.agent_key.read_bytes())
+    return path
+
+
+def handshake(
+    client: ssl.SSLContext, server: ssl.SSLContext, server_hostname: str | None
+) -> tuple[ssl.SSLObject, ssl.SSLObject]:
+    """A TLS handshake in memory (no socket). A failure raises the ssl.SSLError the client
+    sees when it has one (an alert), else the server's (TLS 1.3 clients finish first, so a
+    server refusing the client's certificate raises its own)."""
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out, server_hostname=server_hostname)
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {c: False, s: False}
+    for _ in range(20):
+        for obj in (c, s):
+            try:
+                if not done[obj]:
+                    obj.do_handshake()
+                    done[obj] = True
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLError:
+                if obj is c:
+                    raise
+                c_in.write(s_out.read())
+                try:
+                    c.do_handshake()
+                    c.read(1)
+                except ssl.SSLWantReadError:
+                    pass
+                raise
+            s_in.write(c_out.read())
+            c_in.write(s_out.read())
+        if all(done.values()):
+            return c, s
+    raise AssertionError("the handshake did not finish")
