@@ -62,6 +62,12 @@ def certificates(folder: Path, *names: str) -> CertFiles:
     return create_certs(folder, list(names))
 
 
+def certificate_set(base: Path, **names: str) -> dict[str, CertFiles]:
+    """``certificates`` for each keyword: its folder under ``base``, its comma-separated
+    server names (``a="a.test,b.test"``)."""
+    return {key: certificates(base / key, *value.split(",")) for key, value in names.items()}
+
+
 def server_context(files: CertFiles) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(files.agent, files.agent_key)

@@ -16,17 +16,19 @@ from godoxy_streams.agent.certs import CertFiles, create_certs
 from godoxy_streams.errors import ConfigError
 from godoxy_streams.runtime.certificates import CertificateDirectory, TLSContexts
 
-from ..tls_kit import certificates, client_context, handshake, install
+from ..tls_kit import certificate_set, client_context, handshake, install
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CertFiles]:
     base = tmp_path_factory.mktemp("made")
-    return {
-        "a": certificates(base / "a", "a.example.test"),
-        "wild": certificates(base / "wild", "*.example.test"),
-        "svc": certificates(base / "svc", "svc.example.test", "Svc2.Example.Test"),
-        "fallback": certificates(base / "fallback", "fallback.test"),
+    return certificate_set(
+        base,
+        a="a.example.test",
+        wild="*.example.test",
+        svc="svc.example.test,Svc2.Example.Test",
+        fallback="fallback.test",
+    ) | {
         "short": create_days(base / "short", 10, "dup.example.test"),
         "long": create_days(base / "long", 100, "dup.example.test"),
     }
