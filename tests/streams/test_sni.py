@@ -146,16 +146,22 @@ async def test_a_silent_client_times_out(certs: dict[str, CertFiles]) -> None:
         assert sni.listener.stats.timed_out == 1
 
 
-async def test_pending_hellos_are_capped() -> None:
-    async with sni_harness(max_pending=1) as sni:
+async def test_pending_hellos_are_capped_in_all_and_per_source() -> None:
+    async with sni_harness(max_pending=2, max_pending_per_source=1) as sni:
         sni.add("a", ("127.0.0.1", 9), ["*"])
+        pending = sni.listener.pending
         _, first = await connect(sni.addr)
-        await eventually_async(lambda: len(sni.listener.pending) == 1, 3)
-        reader, second = await connect(sni.addr)
+        await eventually_async(lambda: len(pending) == 1, 3)
+        reader, second = await connect(sni.addr)  # same source
         assert await ended(reader)
-        assert sni.listener.stats.overloaded == 1
-        first.close()
-        second.close()
+        _, third = await connect(sni.addr, source="127.0.0.2")
+        await eventually_async(lambda: len(pending) == 2, 3)
+        reader, fourth = await connect(sni.addr, source="127.0.0.3")  # over the total
+        assert await ended(reader)
+        assert sni.listener.stats.overloaded == 2
+        for writer in (first, second, third, fourth):
+            writer.close()
+        await eventually_async(lambda: not pending and not sni.listener.by_source, 3)
 
 
 async def test_acl_proxy_protocol_and_records_apply_per_route() -> None:

@@ -14,6 +14,7 @@ it read (passthrough) or hands it to a TLS implementation (termination).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Literal
 
@@ -174,100 +175,90 @@ def _check_start(wire: bytearray) -> None:
         raise ClientHelloError("not_tls", "the first bytes are not a TLS record")
 
 
-class _Cursor:
-    """Bounds-checked reads over one message."""
-
-    __slots__ = ("data", "pos", "end")
-
-    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
-        self.data = data
-        self.pos = pos
-        self.end = len(data) if end is None else end
-
-    @property
-    def left(self) -> int:
-        return self.end - self.pos
-
-    def take(self, n: int, what: str) -> bytes:
-        if n > self.left:
-            raise ClientHelloError("malformed", f"the ClientHello ends inside {what}")
-        start = self.pos
-        self.pos += n
-        return self.data[start : self.pos]
-
-    def number(self, size: int, what: str) -> int:
-        return int.from_bytes(self.take(size, what))
-
-    def block(self, size: int, what: str) -> _Cursor:
-        """A length-prefixed block (length of ``size`` bytes) as a cursor of its own."""
-        n = self.number(size, what)
-        if n > self.left:
-            raise ClientHelloError("malformed", f"the ClientHello ends inside {what}")
-        inner = _Cursor(self.data, self.pos, self.pos + n)
-        self.pos += n
-        return inner
-
-
 def _parse_hello(body: bytes, length: int) -> ClientHello:
-    """Parse a complete ClientHello body (RFC 8446 4.1.2, RFC 5246 7.4.1.2)."""
-    c = _Cursor(body)
-    version = c.number(2, "the version")
+    """Parse a complete ClientHello body (RFC 8446 4.1.2, RFC 5246 7.4.1.2): one walk of
+    plain index arithmetic; only the extensions routing needs are looked into."""
+    end = len(body)
+    if end < 35:
+        raise ClientHelloError("malformed", "the ClientHello ends inside its random")
+    version = body[0] << 8 | body[1]
     if version >> 8 != 3:
         raise ClientHelloError("malformed", f"ClientHello version {version:#06x} is not TLS")
-    c.take(32, "the random")
-    if c.block(1, "the session id").left > 32:
+    if body[34] > 32:
         raise ClientHelloError("malformed", "a session id longer than 32 bytes")
-    suites = c.block(2, "the cipher suites").left
+    pos = 35 + body[34]
+    if pos + 2 > end:
+        raise ClientHelloError("malformed", "the ClientHello ends inside the cipher suites")
+    suites = body[pos] << 8 | body[pos + 1]
     if suites < 2 or suites % 2:
         raise ClientHelloError("malformed", f"a cipher suite list of {suites} bytes")
-    if c.block(1, "the compression methods").left < 1:
+    pos += 2 + suites
+    if pos >= end or body[pos] < 1:
         raise ClientHelloError("malformed", "no compression method")
-    extensions: dict[int, _Cursor] = {}
-    if c.left:  # a hello without extensions is valid up to TLS 1.2
-        block = c.block(2, "the extensions")
-        if c.left:
-            raise ClientHelloError("malformed", "bytes after the extensions")
-        while block.left:
-            kind = block.number(2, "an extension")
-            if kind in extensions:
+    pos += 1 + body[pos]
+    found: dict[int, tuple[int, int]] = {}
+    if pos < end:  # a hello without extensions is valid up to TLS 1.2
+        if pos + 2 > end or pos + 2 + (body[pos] << 8 | body[pos + 1]) != end:
+            raise ClientHelloError("malformed", "the extensions do not fill the ClientHello")
+        pos += 2
+        seen: set[int] = set()
+        while pos < end:
+            if pos + 4 > end:
+                raise ClientHelloError("malformed", "the ClientHello ends inside an extension")
+            kind, size = _TYPE_LENGTH.unpack_from(body, pos)
+            pos += 4
+            if pos + size > end:
+                raise ClientHelloError("malformed", f"extension {kind} overruns the ClientHello")
+            if kind in seen:
                 raise ClientHelloError("malformed", f"extension {kind} appears twice")
-            extensions[kind] = block.block(2, f"extension {kind}")
-    sni = extensions.get(EXT_SERVER_NAME)
-    alpn = extensions.get(EXT_ALPN)
-    versions = extensions.get(EXT_SUPPORTED_VERSIONS)
+            seen.add(kind)
+            if kind in _WANTED:
+                found[kind] = (pos, pos + size)
+            pos += size
+    elif pos > end:
+        raise ClientHelloError("malformed", "the ClientHello ends inside its compression methods")
+    sni, alpn, versions = (found.get(k) for k in _WANTED)
     return ClientHello(
         legacy_version=version,
-        server_name=_server_name(sni) if sni is not None else None,
-        alpn=_alpn(alpn) if alpn is not None else (),
-        versions=_versions(versions) if versions is not None else (),
+        server_name=_server_name(body, *sni) if sni is not None else None,
+        alpn=_alpn(body, *alpn) if alpn is not None else (),
+        versions=_versions(body, *versions) if versions is not None else (),
         length=length,
     )
 
 
-def _whole(ext: _Cursor, size: int, what: str) -> _Cursor:
-    """The one length-prefixed list an extension holds, which must fill it."""
-    inner = ext.block(size, what)
-    if ext.left:
-        raise ClientHelloError("malformed", f"bytes after {what}")
-    if not inner.left:
-        raise ClientHelloError("malformed", f"an empty {what}")
-    return inner
+_TYPE_LENGTH = struct.Struct(">HH")
+_WANTED = (EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS)
 
 
-def _server_name(ext: _Cursor) -> str | None:
+def _list(body: bytes, pos: int, end: int, size: int, what: str) -> int:
+    """The start of the one non-empty list (``size``-byte length) that fills an extension."""
+    if pos + size > end:
+        raise ClientHelloError("malformed", f"the ClientHello ends inside {what}")
+    length = int.from_bytes(body[pos : pos + size])
+    if length == 0 or pos + size + length != end:
+        raise ClientHelloError("malformed", f"{what} of {length} bytes in {end - pos - size}")
+    return pos + size
+
+
+def _server_name(body: bytes, pos: int, end: int) -> str | None:
     """The host_name of a server_name extension (RFC 6066 3): at most one, not empty."""
-    names = _whole(ext, 2, "server name list")
+    pos = _list(body, pos, end, 2, "a server name list")
     host: bytes | None = None
-    while names.left:
-        name_type = names.number(1, "a server name")
-        name = names.take(names.number(2, "a server name"), "a server name")
+    while pos < end:
+        if pos + 3 > end:
+            raise ClientHelloError("malformed", "the ClientHello ends inside a server name")
+        name_type, size = body[pos], body[pos + 1] << 8 | body[pos + 2]
+        pos += 3 + size
+        if pos > end:
+            raise ClientHelloError("malformed", "the ClientHello ends inside a server name")
         if name_type != 0:
             continue
         if host is not None:
             raise ClientHelloError("malformed", "two host names in server_name")
-        if not 0 < len(name) <= MAX_HOST_NAME or b"\0" in name:
-            raise ClientHelloError("malformed", f"a host name of {len(name)} bytes")
-        host = name
+        host = body[pos - size : pos]
+        if not 0 < size <= MAX_HOST_NAME or b"\0" in host:
+            raise ClientHelloError("malformed", f"a host name of {size} bytes")
     if host is None:
         return None
     try:
@@ -276,19 +267,20 @@ def _server_name(ext: _Cursor) -> str | None:
         raise ClientHelloError("malformed", "a host name that is not UTF-8") from None
 
 
-def _alpn(ext: _Cursor) -> tuple[str, ...]:
-    protocols = _whole(ext, 2, "ALPN list")
+def _alpn(body: bytes, pos: int, end: int) -> tuple[str, ...]:
+    pos = _list(body, pos, end, 2, "an ALPN list")
     names = []
-    while protocols.left:
-        name = protocols.take(protocols.number(1, "an ALPN name"), "an ALPN name")
-        if not name:
-            raise ClientHelloError("malformed", "an empty ALPN name")
-        names.append(name.decode("latin-1"))
+    while pos < end:
+        size = body[pos]
+        pos += 1 + size
+        if size == 0 or pos > end:
+            raise ClientHelloError("malformed", "an empty or cut ALPN name")
+        names.append(body[pos - size : pos].decode("latin-1"))
     return tuple(names)
 
 
-def _versions(ext: _Cursor) -> tuple[int, ...]:
-    versions = _whole(ext, 1, "supported_versions list")
-    if versions.left % 2:
+def _versions(body: bytes, pos: int, end: int) -> tuple[int, ...]:
+    pos = _list(body, pos, end, 1, "a supported_versions list")
+    if (end - pos) % 2:
         raise ClientHelloError("malformed", "a supported_versions list of odd length")
-    return tuple(versions.number(2, "a version") for _ in range(versions.left // 2))
+    return struct.unpack_from(f">{(end - pos) // 2}H", body, pos)

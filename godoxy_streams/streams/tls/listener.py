@@ -16,7 +16,9 @@ and close records, as for a connection it accepted itself (when terminating, onc
 handshake is done: a denied client costs a handshake). No route and no default: a
 fatal ``unrecognized_name`` alert, then close. Not TLS, malformed, too large, too slow: a
 reset. Every outcome is counted (``SNIStats``) and refusals are logged at most once a
-second per kind. At most ``max_pending`` connections may be inside their ClientHello.
+second per kind. At most ``max_pending`` connections may be inside their ClientHello, and
+``max_pending_per_source`` from one client address (an IPv6 /64), so that one client
+holding connections open cannot keep the others out.
 
 Routes join and leave with ``set_routes`` (oldest first: an older route keeps a name two
 claim); live connections stay with the stream they were handed to.
@@ -32,9 +34,11 @@ from loguru import logger
 
 from godoxy_streams.errors import ConfigError
 from godoxy_streams.streams.admission import RefusalLog
+from godoxy_streams.streams.limits import source_key
 from godoxy_streams.streams.sockets import (
     BACKLOG,
     Address,
+    client_address,
     listen_socket,
     resolve_bind,
     sock_addr,
@@ -55,6 +59,7 @@ from godoxy_streams.streams.tls.terminate import ServerContexts, terminate
 HELLO_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PENDING = 4096
+MAX_PENDING_PER_SOURCE = 64
 ALERT_INTERNAL_ERROR = 80
 
 
@@ -77,7 +82,7 @@ class SNIStats:
     malformed: int = 0  # a broken, truncated or oversized ClientHello
     timed_out: int = 0  # no complete ClientHello within hello_timeout
     empty: int = 0  # closed before sending a byte (port probes)
-    overloaded: int = 0  # refused: max_pending ClientHellos were being read
+    overloaded: int = 0  # refused: too many ClientHellos being read (in all, or from one source)
     handshakes: int = 0  # terminated handshakes completed
     handshake_failed: int = 0  # terminated handshakes that failed or timed out
     no_certificate: int = 0  # terminating route without a usable certificate for the name
@@ -94,12 +99,15 @@ class SNIListener:
         hello_timeout: float = HELLO_TIMEOUT,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         max_pending: int = MAX_PENDING,
+        max_pending_per_source: int = MAX_PENDING_PER_SOURCE,
     ) -> None:
         self.listen = listen
         self.name = name
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
         self.max_pending = max_pending
+        self.max_pending_per_source = max_pending_per_source
+        self.by_source: dict[str, int] = {}  # pending ClientHellos per source key
         self.stats = SNIStats()
         self.table: NameTable[SNIRoute] = NameTable()
         self.pending: set[HelloReader] = set()
@@ -230,24 +238,39 @@ class SNIListener:
 class HelloReader(asyncio.Protocol):
     """A connection until its ClientHello is read; then the chosen route's."""
 
-    __slots__ = ("listener", "transport", "reader", "chunks", "timer")
+    __slots__ = ("listener", "transport", "reader", "chunks", "timer", "source")
 
     def __init__(self, listener: SNIListener) -> None:
         self.listener = listener
         self.reader = ClientHelloReader()
         self.chunks: list[bytes] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.source: str | None = None  # the key this connection counts under while pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         listener = self.listener
         listener.stats.accepted += 1
-        if len(listener.pending) >= listener.max_pending:
-            listener.stats.overloaded += 1
-            listener.refused(self.transport, "overloaded", "too many ClientHellos being read")
+        peer = transport.get_extra_info("peername")
+        if not peer:  # reset before we got here
+            reset(self.transport)
             return
-        listener.pending.add(self)
-        self.timer = listener.loop.call_later(listener.hello_timeout, self.timed_out)
+        host = client_address(peer)[0]
+        source = host if ":" not in host else source_key(host)
+        by_source = listener.by_source
+        held = by_source.get(source, 0)
+        if len(listener.pending) >= listener.max_pending:
+            why = "too many ClientHellos being read"
+        elif held >= listener.max_pending_per_source:
+            why = f"{held} ClientHellos being read from {source}"
+        else:
+            by_source[source] = held + 1
+            self.source = source
+            listener.pending.add(self)
+            self.timer = listener.loop.call_later(listener.hello_timeout, self.timed_out)
+            return
+        listener.stats.overloaded += 1
+        listener.refused(self.transport, "overloaded", why)
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -286,7 +309,16 @@ class HelloReader(asyncio.Protocol):
 
     def finish(self) -> None:
         """No longer reading a ClientHello."""
-        self.listener.pending.discard(self)
+        listener = self.listener
+        listener.pending.discard(self)
+        source = self.source
+        if source is not None:
+            self.source = None
+            left = listener.by_source[source] - 1
+            if left:
+                listener.by_source[source] = left
+            else:
+                del listener.by_source[source]
         timer = self.timer
         if timer is not None:
             self.timer = None
