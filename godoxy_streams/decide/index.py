@@ -131,9 +131,14 @@ class DesiredIndex:
         start: list[RouteSpec] = []
         holding = self._held.keys()
         for group in self._dirty:
-            decision = build_desired(self.candidates(group), holding=holding)
+            candidates = self.candidates(group)
+            if len(candidates) == 1:  # the common case: one route, nothing to rank
+                decision = GroupDecision({candidates[0].key: candidates[0]}, ())
+            else:
+                state = build_desired(candidates, holding=holding)
+                decision = GroupDecision(state.routes, state.conflicts)
             if decision.routes or decision.conflicts:
-                self._decisions[group] = GroupDecision(decision.routes, decision.conflicts)
+                self._decisions[group] = decision
             else:
                 self._decisions.pop(group, None)
             if decision.conflicts:

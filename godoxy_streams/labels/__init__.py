@@ -3,6 +3,8 @@ validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -90,13 +92,34 @@ def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
     return result
 
 
+EXPANSIONS_KEPT = 4096
+_expansions: OrderedDict[tuple[object, ...], Expansion] = OrderedDict()
+
+
+def expansion_of(info: ContainerInfo, namespace: str) -> Expansion:
+    """``expand`` of the container's labels, computed once for identical label sets (replicas,
+    a relist of an unchanged container): an expansion without errors or notes names no
+    container, so it is kept (least recently used first out) and shared. Never mutated."""
+    alias = default_alias(info)
+    key = (namespace, alias, tuple(sorted(info.labels.items())))
+    kept = _expansions.get(key)
+    if kept is not None:
+        _expansions.move_to_end(key)
+        return kept
+    made = expand(info.labels, namespace=namespace, container=info.name, default_alias=alias)
+    clean = not (made.notes or made.container_errors or made.stray_errors or made.route_errors)
+    if clean:
+        _expansions[key] = made
+        if len(_expansions) > EXPANSIONS_KEPT:
+            _expansions.popitem(last=False)
+    return made
+
+
 def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
     """The stream routes a container's labels declare (whatever its state)."""
     if not has_labels(info.labels, ctx.namespace):
         return ParseResult(labelled=False)
-    expansion = expand(
-        info.labels, namespace=ctx.namespace, container=info.name, default_alias=default_alias(info)
-    )
+    expansion = expansion_of(info, ctx.namespace)
     notes = tuple(expansion.notes)
     if expansion.container_errors:
         return ParseResult(errors=tuple(expansion.container_errors), notes=notes)

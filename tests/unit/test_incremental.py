@@ -160,3 +160,32 @@ def test_a_replaced_contribution_frees_its_old_socket() -> None:
     index.set_routes(("local", "c"), (route("a", 2223, container="c"),))
     plan = index.decide(running)
     assert plan.stop == (spec.key,) and [s.key.port for s in plan.start] == [2223]
+
+
+def test_identical_replicas_expand_their_labels_once() -> None:
+    from godoxy_streams.containers import ContainerInfo, PortFact
+    from godoxy_streams.labels import ParseContext, expansion_of, parse_container
+
+    labels = {
+        "com.docker.compose.project": "shop",
+        "com.docker.compose.service": "echo",
+        "proxy.#1.scheme": "tcp",
+        "proxy.#1.port": "2222:22",
+        "proxy.#1.load_balance.mode": "round_robin",
+    }
+    replicas = [
+        ContainerInfo(
+            id=f"id{n}",
+            name=f"shop-echo-{n}",
+            labels=labels,
+            networks={"shop_default": f"10.0.0.{n}"},
+            ports=(PortFact(22, "tcp"),),
+        )
+        for n in (1, 2)
+    ]
+    assert expansion_of(replicas[0], "proxy") is expansion_of(replicas[1], "proxy")
+    routes = [parse_container(info, ParseContext()).routes[0] for info in replicas]
+    assert [(r.alias, r.target_host, r.origin.name) for r in routes] == [
+        ("echo", "10.0.0.1", "shop-echo-1"),
+        ("echo", "10.0.0.2", "shop-echo-2"),
+    ]
