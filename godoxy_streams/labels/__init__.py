@@ -4,7 +4,6 @@ validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O.
 from __future__ import annotations
 
 from collections import OrderedDict
-
 from collections.abc import Mapping
 from dataclasses import replace
 
