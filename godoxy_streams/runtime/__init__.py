@@ -1,0 +1,1 @@
+"""Acting on the plan: the stream manager, upstream health monitoring, access logs."""
