@@ -6,24 +6,16 @@ applied for real first; the host's ruleset is never touched."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from godoxy_streams.runtime.kernel.nft import parse_objects, probe_table
 from godoxy_streams.runtime.kernel.routes import TableObjects
-from godoxy_streams.runtime.kernel.rules import render
+from godoxy_streams.runtime.kernel.rules import defined_objects, render
 
 from ..unit.kernelkit import SAMPLES
 from . import kit
 
-KINDS = {
-    "chain": "chains",
-    "set": "sets",
-    "map": "maps",
-    "counter": "counters",
-    "ct timeout": "timeouts",
-}
 TRANSITIONS = [("empty", "mixed"), ("mixed", "limits"), ("limits", "mixed"), ("acl", "ip_hash")]
 
 
@@ -42,14 +34,6 @@ def test_the_probe_table_checks(client_ns: kit.ClientNamespace) -> None:
     nft(client_ns, "-c", "-f", "-", script=render(probe_table()))
 
 
-def declared(script: str) -> TableObjects:
-    """The objects a script defines inside its table block, by kind."""
-    found: dict[str, set[str]] = {}
-    for kind, field in KINDS.items():
-        found[field] = set(re.findall(rf"^\t{kind} (\w+) {{", script, re.MULTILINE))
-    return TableObjects(**{field: frozenset(names) for field, names in found.items()})
-
-
 def listed(ns: kit.ClientNamespace) -> TableObjects:
     return parse_objects(json.loads(nft(ns, "-j", "list", "table", "inet", "godoxy_streams")))
 
@@ -62,5 +46,5 @@ def test_every_update_checks_and_applies(
     update = render(SAMPLES[new], listed(client_ns))
     nft(client_ns, "-c", "-f", "-", script=update)
     nft(client_ns, "-f", "-", script=update)
-    assert listed(client_ns) == declared(render(SAMPLES[new]))  # nothing stale is left
+    assert listed(client_ns) == defined_objects(SAMPLES[new])  # nothing stale is left
     assert nft(client_ns, "list", "tables").count("godoxy_streams") == 1

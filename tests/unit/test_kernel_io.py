@@ -24,7 +24,7 @@ from godoxy_streams.runtime.kernel.nft import (
     parse_objects,
 )
 from godoxy_streams.runtime.kernel.path import KernelPath
-from godoxy_streams.runtime.kernel.routes import KernelTable, RouteCounters
+from godoxy_streams.runtime.kernel.routes import KernelRoute, KernelTable, RouteCounters
 
 from .kernelkit import kroute
 
@@ -159,9 +159,11 @@ class FakeNft:
     def __init__(self, poison: str) -> None:
         self.poison = poison
         self.applied: list[str] = []
+        self.listings = 0
 
     async def __call__(self, argv: Sequence[str], stdin: str | None) -> Completed:
         if argv[1] == "-j":
+            self.listings += 1
             return Completed(0, json.dumps(_doc({"chain": {"name": "prerouting"}})), "")
         if stdin is not None and self.poison in stdin:
             return Completed(1, "", "Error: Could not process rule: Operation not supported")
@@ -182,10 +184,23 @@ async def test_a_refused_route_is_left_out_and_named() -> None:
     assert nft.applied[0].startswith("add table inet godoxy_streams\nflush table")
 
 
-async def test_a_table_the_kernel_refuses_as_a_whole_raises() -> None:
+@pytest.mark.parametrize("routes", [(), (kroute(1),), (kroute(1), kroute(2, port=7008))])
+async def test_a_table_the_kernel_refuses_as_a_whole_raises(
+    routes: tuple[KernelRoute, ...],
+) -> None:
     path = KernelPath(nft=Nftables(FakeNft(poison="chain prerouting")))
     with pytest.raises(KernelError, match="Operation not supported"):
-        await path.apply(KernelTable(routes=(kroute(1),)))
+        await path.apply(KernelTable(routes=routes))
+
+
+async def test_what_the_table_holds_is_listed_only_when_unknown() -> None:
+    nft = FakeNft(poison="never")
+    path = KernelPath(nft=Nftables(nft))
+    await path.apply(KernelTable(routes=(kroute(1),)))
+    await path.apply(KernelTable(routes=(kroute(2),)))
+    assert nft.listings == 1  # the second update knew what the first left
+    assert "delete chain inet godoxy_streams r1" in nft.applied[1]
+    assert "delete counter inet godoxy_streams r1_conns" in nft.applied[1]
 
 
 @pytest.mark.parametrize(

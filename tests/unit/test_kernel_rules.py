@@ -4,6 +4,7 @@ That the kernel accepts every sample is checked with ``nft -c`` in tests/kernel.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ from godoxy_streams.runtime.kernel.routes import (
 from godoxy_streams.runtime.kernel.rules import (
     HASH_BUCKETS,
     bucket_owners,
+    defined_objects,
     rate_text,
     render,
     v4_networks,
@@ -253,3 +255,15 @@ def test_bad_values_never_reach_a_script(build: object) -> None:
 def test_sub_second_timeouts_round_up_to_one_second() -> None:
     text = render(KernelTable(routes=(kroute(protocol="udp", udp_timeout=0.4),)))
     assert "policy = { unreplied : 1, replied : 1 }" in text
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_defined_objects_name_exactly_what_the_script_defines(name: str) -> None:
+    text = render(SAMPLES[name])
+    kinds = {"chain": "chains", "set": "sets", "map": "maps", "counter": "counters"}
+    kinds["ct timeout"] = "timeouts"
+    found = {
+        field: frozenset(re.findall(rf"^\t{kind} (\w+) {{", text, re.MULTILINE))
+        for kind, field in kinds.items()
+    }
+    assert defined_objects(SAMPLES[name]) == TableObjects(**found)

@@ -30,6 +30,7 @@ from .rules import render
 
 CAP_NET_ADMIN = 12
 RUN_TIMEOUT = 10.0
+SCRIPT_BYTES_PER_SECOND = 20_000  # a large script gets more time (1000 routes: ~1.4 MB)
 _OBJECT_KINDS = {
     "chain": "chains",
     "set": "sets",
@@ -60,7 +61,9 @@ Runner = Callable[[Sequence[str], str | None], Awaitable[Completed]]
 
 
 async def run(argv: Sequence[str], stdin: str | None = None) -> Completed:
-    """Run ``argv`` with ``stdin`` (text), bounded by RUN_TIMEOUT; its exit code and output."""
+    """Run ``argv`` with ``stdin`` (text), bounded in time (RUN_TIMEOUT, more for a long
+    ``stdin``); its exit code and output."""
+    timeout = RUN_TIMEOUT + len(stdin or "") / SCRIPT_BYTES_PER_SECOND
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -72,12 +75,12 @@ async def run(argv: Sequence[str], stdin: str | None = None) -> Completed:
         raise KernelError(f"cannot run {argv[0]}: {e}") from None
     try:
         out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if stdin is not None else None), RUN_TIMEOUT
+            proc.communicate(stdin.encode() if stdin is not None else None), timeout
         )
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise KernelError(f"{argv[0]} did not finish within {RUN_TIMEOUT:g}s") from None
+        raise KernelError(f"{argv[0]} did not finish within {timeout:.0f}s") from None
     return Completed(
         proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
     )
@@ -143,7 +146,7 @@ class Nftables:
 
     async def objects(self) -> TableObjects | None:
         """What the table holds now, or None when there is no table."""
-        doc = await self._json("list", "table", *TABLE.split())
+        doc = await self._json("-t", "list", "table", *TABLE.split())  # -t: no set elements
         return None if doc is None else parse_objects(doc)
 
     async def counters(self) -> dict[int, RouteCounters]:

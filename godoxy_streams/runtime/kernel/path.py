@@ -12,8 +12,8 @@ from dataclasses import replace
 from .conntrack import Conntrack, Flow, active_by_route
 from .docker_user import DockerUser
 from .nft import KernelError, Nftables
-from .routes import KernelTable, Proto, RouteCounters, TableObjects
-from .rules import render
+from .routes import KernelRoute, KernelTable, Proto, RouteCounters, TableObjects
+from .rules import defined_objects, render
 
 
 class KernelPath:
@@ -28,44 +28,58 @@ class KernelPath:
         self.nft = nft or Nftables()
         self.conntrack = conntrack or Conntrack()
         self.docker_user = docker_user or DockerUser()
+        self._applied: TableObjects | None = None  # what the last apply left in the table
 
     async def start(self) -> list[str]:
         """An empty table of our own (whatever was there is replaced in the same transaction)
         and the DOCKER-USER accept; the iptables flavours that hold it."""
-        await self.nft.apply(render(KernelTable()))
+        await self._apply(KernelTable(), None)
         return await self.docker_user.ensure()
 
     async def apply(self, table: KernelTable) -> dict[int, str]:
         """Make the table hold ``table``, keeping the state of what stays (counters, ``ct
         count`` sets, rate meters). Returns {route_id: error} for routes left out because the
         kernel refused their rules (the others are applied); raises KernelError if even the
-        table without them fails."""
-        existing = await self.nft.objects()
+        table without them fails.
+
+        What the table holds is known from the last apply; only after a failure (or when
+        nothing was applied yet) is it listed from the kernel."""
+        existing = self._applied if self._applied is not None else await self.nft.objects()
         try:
-            await self.nft.apply(render(table, existing))
+            await self._apply(table, existing)
             return {}
         except KernelError as error:
-            failed = await self._refused_routes(table, existing)
-            if not failed:
-                raise
-            kept = tuple(r for r in table.routes if r.route_id not in failed)
-            try:
-                await self.nft.apply(render(replace(table, routes=kept), existing))
-            except KernelError:
-                raise error from None
-            return failed
-
-    async def _refused_routes(
-        self, table: KernelTable, existing: TableObjects | None
-    ) -> dict[int, str]:
-        """Check each route alone (``nft -c``, nothing changes); the ones the kernel refuses."""
-        failed: dict[int, str] = {}
-        for route in table.routes:
-            try:
-                await self.nft.apply(render(replace(table, routes=(route,)), existing), check=True)
-            except KernelError as e:
-                failed[route.route_id] = str(e)
+            first = error
+        existing = await self.nft.objects()  # the kernel's word, in case the table was touched
+        failed = await self._refused(table, list(table.routes), existing)
+        kept = tuple(r for r in table.routes if r.route_id not in failed)
+        try:
+            await self._apply(replace(table, routes=kept), existing)
+        except KernelError:
+            raise first from None
         return failed
+
+    async def _apply(self, table: KernelTable, existing: TableObjects | None) -> None:
+        self._applied = None  # unknown until the transaction succeeded
+        await self.nft.apply(render(table, existing))
+        self._applied = defined_objects(table)
+
+    async def _refused(
+        self, table: KernelTable, routes: list[KernelRoute], existing: TableObjects | None
+    ) -> dict[int, str]:
+        """The routes the kernel refuses, by bisection with ``nft -c`` (nothing changes): a
+        few checks find one bad route among many."""
+        try:
+            await self.nft.apply(render(replace(table, routes=tuple(routes)), existing), check=True)
+            return {}
+        except KernelError as e:
+            if len(routes) <= 1:  # none left to blame: the fault is in the common part
+                return {route.route_id: str(e) for route in routes}
+        half = len(routes) // 2
+        return {
+            **await self._refused(table, routes[:half], existing),
+            **await self._refused(table, routes[half:], existing),
+        }
 
     async def counters(self) -> dict[int, RouteCounters]:
         return await self.nft.counters()
@@ -90,5 +104,6 @@ class KernelPath:
         if kill:
             for route_id in sorted({f.route_id for f in await self.conntrack.flows()}):
                 await self.conntrack.kill(route_id)
+        self._applied = None
         await self.nft.delete_table()
         await self.docker_user.remove()

@@ -55,6 +55,23 @@ def render(table: KernelTable, existing: TableObjects | None = None) -> str:
     return "\n".join([*head, f"table {TABLE} {{", *body.lines(), "}", ""])
 
 
+def defined_objects(table: KernelTable) -> TableObjects:
+    """The names the table holds once ``render(table, ...)`` applied: what the next update
+    deletes or keeps, known without listing the kernel's table."""
+    body = _Body(table)
+    state = body.stateful()
+    live = bool(body.every)
+    return TableObjects(
+        chains=frozenset(
+            [f"r{r.route_id}" for r in body.routes] + ["prerouting"] + (["forward"] if live else [])
+        ),
+        sets=state.sets | {name for name, _ in body.acl_sets},
+        maps=frozenset(["ctr_c2u", "ctr_u2c"] if live else []),
+        counters=state.counters,
+        timeouts=state.timeouts,
+    )
+
+
 def _fresh_head() -> list[str]:
     return [f"table {TABLE}", f"delete table {TABLE}"]
 
@@ -146,6 +163,7 @@ class _Body:
         self.table = table
         self.every = sorted(table.routes, key=lambda r: r.route_id)
         self.routes = [r for r in self.every if r.members]  # memberless: only their state
+        self.acl_sets = self._acl_sets()
 
     def stateful(self) -> TableObjects:
         """The objects whose state an update keeps: counters, dynamic sets, timeouts."""
@@ -179,10 +197,9 @@ class _Body:
 
     def _timeouts(self) -> list[str]:
         out: list[str] = []
-        for route in sorted(self.every, key=lambda r: str(timeout_name(r))):
-            name = timeout_name(route)
-            if name is None or f"\tct timeout {name} {{" in out:
-                continue
+        policies = {name: r for r in self.every if (name := timeout_name(r)) is not None}
+        for name in sorted(policies):
+            route = policies[name]
             if route.protocol == "udp":
                 secs = whole_seconds(route.udp_timeout or 0)
                 policy = f"unreplied : {secs}, replied : {secs}"
@@ -205,7 +222,7 @@ class _Body:
 
     def _static_sets(self) -> list[str]:
         out: list[str] = []
-        for name, entries in self._acl_sets():
+        for name, entries in self.acl_sets:
             nets = v4_networks(entries)
             out += [f"\tset {name} {{", "\t\ttype ipv4_addr", "\t\tflags interval"]
             out += ([f"\t\t{_elements(nets)}"] if nets else []) + ["\t}"]
@@ -239,7 +256,7 @@ class _Body:
         refuse = (
             f"{refused} reject with tcp reset" if route.protocol == "tcp" else f"{refused} drop"
         )
-        present = {name for name, _ in self._acl_sets()}
+        present = {name for name, _ in self.acl_sets}
         out = []
         for name in _acl_names(rid):
             if name in present:
