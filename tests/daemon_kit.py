@@ -32,7 +32,12 @@ class DaemonProcess:
             "--log-level", "DEBUG",
             *args,
         ]  # fmt: skip
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            "GODOXY_STREAMS_STATE_DIR": str(workdir / "state"),
+            **(env or {}),
+            "PYTHONUNBUFFERED": "1",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_healthy: bool = True, timeout: float = 20.0) -> DaemonProcess:

@@ -45,18 +45,24 @@ def default_alias(info: ContainerInfo) -> str:
     ``<project>_<service>_<n>``) or a Swarm task (``<service>.<slot>[.<task id>]``); then the
     service's name, which replicas and re-created containers share."""
     service = info.compose_service
-    if service and _generated(info.name, info.compose_project, service):
+    if service and replica_number(info.name, info.compose_project, service) is not None:
         return service.lower()
     return info.name.lower()
 
 
-def _generated(name: str, project: str, service: str) -> bool:
+def replica_number(name: str, project: str, service: str) -> str | None:
+    """The replica number in a name compose or Swarm generated for ``service`` (``p-svc-2``,
+    ``p_svc_2``, ``svc.2[.<task id>]`` -> ``"2"``), or None for a name the user chose."""
     svc = re.escape(service)
-    patterns = [rf"{svc}\.\d+(\.\w+)?"]
+    patterns = [rf"{svc}\.(\d+)(?:\.\w+)?"]
     if project:
         proj = re.escape(project)
-        patterns += [rf"{proj}-{svc}-\d+", rf"{proj}_{svc}_\d+"]
-    return any(re.fullmatch(p, name, re.IGNORECASE) for p in patterns)
+        patterns += [rf"{proj}-{svc}-(\d+)", rf"{proj}_{svc}_(\d+)"]
+    for pattern in patterns:
+        match = re.fullmatch(pattern, name, re.IGNORECASE)
+        if match:
+            return match.group(1)
+    return None
 
 
 def display_name(info: ContainerInfo) -> str:
