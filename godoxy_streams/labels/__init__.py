@@ -85,9 +85,7 @@ def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
             # consequences of a value the expansion had to drop ("needs a port")
             labelled = [e for e in built.errors if e.label is not None]
             built = RouteResult(errors=grammar_errors + labelled)
-        result = result.merged(
-            ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
-        )
+        result = result.merged(built.as_result())
     return result
 
 
@@ -119,14 +117,15 @@ def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
     if not has_labels(info.labels, ctx.namespace):
         return ParseResult(labelled=False)
     expansion = expansion_of(info, ctx.namespace)
-    notes = tuple(expansion.notes)
+    notes, ignored = tuple(expansion.notes), tuple(expansion.ignored)
     if expansion.container_errors:
-        return ParseResult(errors=tuple(expansion.container_errors), notes=notes)
+        errors = tuple(expansion.container_errors)
+        return ParseResult(errors=errors, notes=notes, ignored=ignored)
     if expansion.exclude:
-        return ParseResult(notes=notes, excluded=True)
+        return ParseResult(notes=notes, excluded=True, ignored=ignored)
     target = container_target(info, expansion.network, ctx)
     if target.error is not None:
-        return ParseResult(errors=(target.error,), notes=notes)
+        return ParseResult(errors=(target.error,), notes=notes, ignored=ignored)
     notes += (target.note,) if target.note else ()
     routes = alias_routes(expansion, container_facts(info, ctx, target))
-    return ParseResult(routes.routes, routes.errors, notes + routes.notes)
+    return replace(routes, notes=notes + routes.notes, ignored=ignored + routes.ignored)

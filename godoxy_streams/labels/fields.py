@@ -24,6 +24,7 @@ from godoxy_streams.labels.catalog import (
     hint,
 )
 from godoxy_streams.labels.precedence import FieldValue
+from godoxy_streams.labels.result import Ignored, ParseResult, http_label, http_route
 from godoxy_streams.labels.values import (
     HTTP_SCHEMES,
     ValueProblem,
@@ -57,6 +58,17 @@ class RouteResult:
     routes: list[RouteSpec] = field(default_factory=list)
     errors: list[LabelError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+
+    def leave(self, item: Ignored) -> None:
+        """Leave ``item`` to GoDoxy, with its note."""
+        self.ignored.append(item)
+        self.notes.append(item.note)
+
+    def as_result(self) -> ParseResult:
+        return ParseResult(
+            tuple(self.routes), tuple(self.errors), tuple(self.notes), ignored=tuple(self.ignored)
+        )
 
 
 @dataclass
@@ -314,12 +326,10 @@ def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts
     why_not = not_a_stream(scheme, known.get("scheme"), known.get("port"))
     if why_not:
         if not out.errors:
-            out.notes.append(
-                f'{facts.container}: route "{alias}" is not a stream route ({why_not}): ignored'
-            )
+            out.leave(http_route(facts.container, alias, why_not))
         return out
     for label in sorted_fields.ignored:
-        out.notes.append(f"{facts.container}: label {label} applies to HTTP routes only: ignored")
+        out.leave(http_label(facts.container, label))
     guarded_fields(known, facts.origin.kind, problems)
 
     listen, target_port = read_ports(

@@ -17,6 +17,7 @@ import yaml
 
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.precedence import FieldText, FieldValue, Form, resolve_fields
+from godoxy_streams.labels.result import Ignored, http_label
 from godoxy_streams.labels.values import ValueProblem, parse_bool, split_list
 
 # GoDoxy's scalar shortcuts: item i of the comma list is that field of ``#i``. The last three
@@ -81,6 +82,7 @@ class Expansion:
     container_errors: list[LabelError] = field(default_factory=list)
     stray_errors: list[LabelError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
 
 
 def normalise_name(name: str) -> str:
@@ -168,7 +170,8 @@ def read_container_label(
     elif name in SHORTCUTS:
         shortcuts.append(Shortcut(SHORTCUTS[name], key, raw))
     elif name in HTTP_SHORTCUTS:
-        out.notes.append(f"{container}: label {key} applies to HTTP routes only: ignored")
+        out.ignored.append(http_label(container, key))
+        out.notes.append(out.ignored[-1].note)
     else:
         out.notes.append(
             f"{container}: label {key} (GoDoxy's sleep/wake) is not supported: ignored"

@@ -114,7 +114,7 @@ def static_route(name: str, body: Any, ours: bool, ctx: ParseContext) -> ParseRe
             alias=name,
         )
         return ParseResult(errors=(error,))
-    return ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
+    return built.as_result()
 
 
 def _text(value: Any) -> str:
