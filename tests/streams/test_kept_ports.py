@@ -16,10 +16,10 @@ import pytest
 from loguru import logger
 
 from godoxy_streams.decide.plan import Plan
-from godoxy_streams.model import HealthCheck, RouteOrigin, RouteSpec
+from godoxy_streams.model import HealthCheck, RouteOrigin, RouteSpec, Scheme
 from godoxy_streams.runtime import kept_ports
 from godoxy_streams.runtime.kept_ports import STATE_FILE, KeptPorts
-from godoxy_streams.runtime.manager import StreamManager
+from godoxy_streams.runtime.manager import RunningRoute, StreamManager
 from godoxy_streams.settings import Settings
 
 from .kit import LOCAL, echo, recv_datagram, tcp_backend, udp_client, udp_echo
@@ -28,11 +28,11 @@ NO_ENGINE = ("unix:///nowhere.sock",)
 
 
 def auto_route(
-    target: tuple[str, int], name: str = "box", alias: str = "ssh", scheme: str = "tcp"
+    target: tuple[str, int], name: str = "box", alias: str = "ssh", scheme: Scheme = "tcp"
 ) -> RouteSpec:
     return RouteSpec(
         alias=alias,
-        scheme=scheme,  # type: ignore[arg-type]
+        scheme=scheme,
         bind=LOCAL,
         listen_port=None,
         target_host=target[0],
@@ -62,7 +62,7 @@ class Daemon:
         assert not report.failed, report.failed
         return {f"{r.spec.origin.name}/{r.spec.alias}": r.bound_port for r in self.running()}
 
-    def running(self) -> list[object]:
+    def running(self) -> list[RunningRoute]:
         return list(self.manager.running.values())
 
     def notice(self, route: RouteSpec) -> str | None:

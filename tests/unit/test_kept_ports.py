@@ -31,7 +31,7 @@ def spec(
     service: str = "",
 ) -> RouteSpec:
     origin = RouteOrigin(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         name=name,
         id=id,
         engine=engine,
@@ -40,7 +40,7 @@ def spec(
     )
     return RouteSpec(
         alias=alias,
-        scheme=scheme,  # type: ignore[arg-type]
+        scheme=scheme,
         bind="0.0.0.0",
         listen_port=None,
         target_host="10.0.0.5",
