@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def assert_reaches_its_container(ports: dict[RouteId, int], project: ComposeProj
     ids = {c.name: c.id[:12] for c in project.containers()}
     for (container, alias, scheme), port in ports.items():
         ask = whoami_udp if scheme == "udp" else whoami_tcp
-        tag = eventually(lambda a=ask, p=port: a(LOCAL, p), 10, what=f"{alias}/{scheme}")  # type: ignore[misc]
+        tag = eventually(partial(ask, LOCAL, port), 10, what=f"{alias}/{scheme} answers")
         assert tag == ids[container], (container, alias, scheme)
     return True
 
