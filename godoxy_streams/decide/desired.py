@@ -1,5 +1,5 @@
 """Desired state: every candidate route in, the winners keyed by listen socket plus the
-conflicts out (labels.md "Listen-socket conflicts"). Pure and deterministic.
+conflicts out (docs/labels.md "Two claims on one port"). Pure and deterministic.
 
 Order of claim on a socket: the route already holding it, then static-file routes, then the
 older container (creation time), then the container name, the engine's name, the alias. A

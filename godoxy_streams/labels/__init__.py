@@ -1,4 +1,4 @@
-"""The label grammar (labels.md): a container's labels, or the static routes file, in;
+"""The label grammar (docs/labels.md): a container's labels, or the static routes file, in;
 validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O."""
 
 from __future__ import annotations

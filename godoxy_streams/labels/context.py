@@ -40,7 +40,7 @@ class ParseContext:
 
 
 def default_alias(info: ContainerInfo) -> str:
-    """A name the user chose (labels.md "default alias"): the container's name, unless the
+    """A name the user chose (docs/labels.md "default alias"): the container's name, unless the
     name was generated from a compose service (``<project>-<service>-<n>``, compose v1's
     ``<project>_<service>_<n>``) or a Swarm task (``<service>.<slot>[.<task id>]``); then the
     service's name, which replicas and re-created containers share."""

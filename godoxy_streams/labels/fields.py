@@ -105,7 +105,7 @@ def read_scheme(fv: FieldValue | None, problems: Problems) -> str | None:
 def not_a_stream(
     scheme: str | None, scheme_fv: FieldValue | None, port_fv: FieldValue | None
 ) -> str | None:
-    """Why a route is not a stream route (labels.md), or None when it is one."""
+    """Why a route is not a stream route (docs/labels.md), or None when it is one."""
     if scheme in HTTP_SCHEMES:
         return f"scheme {scheme}"
     if scheme_fv is None and (port_fv is None or not has_listen_part(port_fv.text)):
@@ -114,7 +114,7 @@ def not_a_stream(
 
 
 def guarded_fields(known: Mapping[str, FieldValue], kind: str, problems: Problems) -> None:
-    """GoDoxy fields a stream route cannot honour and must not drop in silence (labels.md):
+    """GoDoxy fields a stream route cannot honour and must not drop in silence (docs/labels.md):
     each is an error when set."""
     tls = known.get("tls_termination")
     if tls is not None:

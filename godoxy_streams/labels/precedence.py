@@ -1,5 +1,5 @@
 """Candidate values and precedence: each value offered for one field of one route, with the
-label it came from, and which of them wins (labels.md), or which combinations are errors.
+label it came from, and which of them wins (docs/labels.md), or which combinations are errors.
 Pure functions, no I/O."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ Clash = tuple[str, FieldValue]  # what is wrong, and the label to blame
 
 
 def pick(values: list[FieldValue]) -> FieldValue | Clash:
-    """Precedence for one field of one route (labels.md): per-alias beats wildcard, a deeper
+    """Precedence for one field of one route (docs/labels.md): per-alias beats wildcard, a deeper
     (dotted) key beats a shallower (YAML block) one; a shortcut beside a full label, or a named
     and an ``#N`` label that disagree, is a clash."""
     shortcut = [v for v in values if v.form == "shortcut"]

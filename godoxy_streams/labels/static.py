@@ -1,4 +1,5 @@
-"""The static routes file (labels.md, last section): operator-written routes, no Docker needed.
+"""The static routes file (docs/labels.md "The static routes file"): operator-written routes,
+no Docker needed.
 
 Two layouts are read: ours, a ``routes:`` mapping of route names to fields, and GoDoxy's own
 route files, aliases at the top level (as its file provider and ``providers.include`` read

@@ -1,5 +1,6 @@
-"""Where a route forwards to: the container's address (labels.md "Target address") and the
-``host`` rule that keeps labels from targeting loopback or foreign addresses. Pure."""
+"""Where a route forwards to (docs/labels.md "Where a route forwards to"): the container's
+address, and the ``host`` rule that keeps labels from targeting loopback or foreign
+addresses. Pure."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class Target:
 
 
 def container_target(info: ContainerInfo, network: FieldValue | None, ctx: ParseContext) -> Target:
-    """Where the container's routes dial (labels.md "Target address")."""
+    """Where the container's routes dial (docs/labels.md "Where a route forwards to")."""
     if ctx.remote_host:
         return Target(host=ctx.remote_host)
     if info.host_network:

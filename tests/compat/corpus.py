@@ -6,7 +6,7 @@ would: a compose file (``check --compose FILE --json``), a routes file (``check 
 engine (``check``'s engine path, ``report_for``).
 
 A case is ``equal`` (we serve the streams GoDoxy serves, and reject what it rejects; its HTTP
-routes are left to it with a note), or carries ``deliberate:`` (the labels.md rule we follow
+routes are left to it with a note), or carries ``deliberate:`` (the docs/labels.md rule we follow
 where GoDoxy differs) or ``gap:`` (a GoDoxy feature not built yet).
 
 Case fields: ``name``, ``godoxy`` (its result, in words), ``kind`` (``labels``, the default;

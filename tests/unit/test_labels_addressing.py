@@ -1,4 +1,4 @@
-"""labels.md: which containers and routes, container-level labels, the four addressing forms,
+"""docs/labels.md: which containers and routes, container-level labels, the four addressing forms,
 shortcuts and precedence."""
 
 from __future__ import annotations

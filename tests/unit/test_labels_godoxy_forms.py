@@ -1,4 +1,4 @@
-"""labels.md, the rules that keep a GoDoxy user's labels working: ``#1`` without aliases, the
+"""docs/labels.md, the rules that keep a GoDoxy user's labels working: ``#1`` without aliases, the
 default alias, empty values, HTTP-only labels in every form, guarded fields, unknown fields
 whatever the route's kind, ``0:TARGET``."""
 
