@@ -80,6 +80,7 @@ class RouteView:
     listen_port: int | None = None
     counters: Counters = Counters()
     members: tuple[MemberView, ...] = ()
+    notice: str | None = None  # something the operator should know, e.g. a kept port was taken
 
     @property
     def listen(self) -> str:
@@ -100,6 +101,7 @@ class RouteView:
             active=self.counters.active,
             bytes_in=self.counters.bytes_in,
             bytes_out=self.counters.bytes_out,
+            notice=self.notice,
         )
         return row
 

@@ -30,6 +30,7 @@ from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
+from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.runtime.sleep import SleepController
 from godoxy_streams.settings import Settings, api_address
@@ -56,7 +57,8 @@ class Daemon:
             if engine.is_agent
         }
         self.tunnels.update(tunnels or {})
-        self.manager = StreamManager(settings, self.tunnels)
+        kept_ports = KeptPorts(settings.state_dir)
+        self.manager = StreamManager(settings, self.tunnels, kept_ports)
         self.reconciler = Reconciler(self.manager, self.ctx)
         self.watchers = (
             []

@@ -196,9 +196,3 @@ def asleep_routes(routes: tuple[RouteSpec, ...]) -> tuple[RouteSpec, ...]:
         r.model_copy(update={"target_host": ASLEEP_HOST}) if r.target_host == _PLACEHOLDER else r
         for r in routes
     )
-
-
-def without_idle_notes(notes: tuple[str, ...], keys: frozenset[str]) -> tuple[str, ...]:
-    """``notes`` without the grammar's "ignored" notes about the sleep/wake labels read here
-    (they are used now)."""
-    return tuple(n for n in notes if not any(f"label {key} " in n for key in keys))

@@ -112,7 +112,7 @@ class IdleTracker:
         async with registry.lock(key):
             if key in registry.holds or self.busy(key):
                 return
-            registry.holds[key] = "asleep"
+            registry.set_hold(key, "asleep")
             try:
                 await registry.publish()  # from now on a client waits for a wake
                 if self.activity().get(key, (0, ())) != (0, counters):
@@ -132,9 +132,7 @@ class IdleTracker:
                 registry.events.add("sleep_failed", target.name, str(exc))
                 return
             finally:
-                if registry.holds.get(key) == "asleep":  # a wake may hold it now
-                    del registry.holds[key]
-                registry.feed.mark_dirty()
+                registry.drop_hold(key, "asleep")  # unless a wake holds it now
             registry.events.add(
                 "sleep",
                 target.name,

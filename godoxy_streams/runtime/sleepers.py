@@ -88,6 +88,10 @@ class Feed(Protocol):
 
     def mark_dirty(self) -> None: ...
 
+    def held(self, engine: str, container_id: str) -> None:
+        """A hold of the container began or ended (its routes change marks)."""
+        ...
+
     async def wait_for_pass(self, after: int, timeout: float) -> bool: ...
 
 
@@ -123,6 +127,17 @@ class Registry:
 
     def hold(self, key: EngineKey) -> SleepState | None:
         return self.holds.get(key)
+
+    def set_hold(self, key: EngineKey, state: SleepState) -> None:
+        self.holds[key] = state
+        self.feed.held(*key)
+
+    def drop_hold(self, key: EngineKey, state: SleepState) -> None:
+        """Lift the hold ``state`` of ``key``, if it is still that one (a wake may have taken
+        over a sleep's)."""
+        if self.holds.get(key) == state:
+            del self.holds[key]
+            self.feed.held(*key)
 
     def lock(self, key: EngineKey) -> asyncio.Lock:
         lock = self._locks.get(key)

@@ -49,7 +49,12 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
 
 
 def running_view(
-    spec: RouteSpec, bound_port: int, stats: StreamStats, pool: Pool | None, balancing: bool
+    spec: RouteSpec,
+    bound_port: int,
+    stats: StreamStats,
+    pool: Pool | None,
+    balancing: bool,
+    notice: str | None = None,
 ) -> RouteView:
     """A bound route: ``running`` while some member may take connections, else ``sleeping``
     when a member sleeps (a client wakes it), else ``unhealthy``."""
@@ -68,6 +73,7 @@ def running_view(
         listen_port=bound_port,
         counters=counters_of(stats),
         members=members,
+        notice=notice,
     )
 
 

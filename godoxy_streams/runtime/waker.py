@@ -104,12 +104,11 @@ class Waker:
         loop = asyncio.get_running_loop()
         started = loop.time()
         log = logger.bind(container=target.name, action="wake")
-        registry.holds[key] = "waking"
-        registry.feed.mark_dirty()
+        registry.set_hold(key, "waking")
         try:
             async with registry.lock(key):  # after a sleep under way
                 await asyncio.wait_for(self._bring_up(target, chain, started + timeout), timeout)
-            registry.holds.pop(key, None)
+            registry.drop_hold(key, "waking")
             await asyncio.wait_for(self._settled(target), max(0.0, started + timeout - loop.time()))
         except Exception as exc:
             reason = str(exc)
@@ -126,8 +125,7 @@ class Waker:
             self.count(key, "wake_failures")
             raise WakeFailed(reason) from None
         finally:
-            registry.holds.pop(key, None)
-            registry.feed.mark_dirty()
+            registry.drop_hold(key, "waking")
             self._last.pop(key, None)
         took = loop.time() - started
         waiting = self.waiting.get(key, 0)

@@ -80,6 +80,9 @@ class Feed:
     def mark_dirty(self) -> None:
         pass
 
+    def held(self, engine: str, container_id: str) -> None:
+        pass
+
     async def wait_for_pass(self, after: int, timeout: float) -> bool:
         await asyncio.sleep(0)
         self.passes += 1
