@@ -122,8 +122,9 @@ def test_tcp_route_sleeps_when_idle_and_the_first_client_wakes_it(
     assert f"container {box.name} idle for 1s: {verb} it" in d.log()
 
 
+@pytest.mark.parametrize("method", ["stop", "pause"])
 def test_udp_route_sleeps_and_the_first_datagrams_wake_it(
-    daemon: Daemon, run_container: Any, ns: str
+    daemon: Daemon, run_container: Any, ns: str, method: str
 ) -> None:
     port = free_port("udp")
     d = daemon()
@@ -134,9 +135,10 @@ def test_udp_route_sleeps_and_the_first_datagrams_wake_it(
         f"{ns}.dns.healthcheck.send": "ping",  # the wake waits until this is answered
         f"{ns}.idle_timeout": "1s",
         f"{ns}.stop_timeout": "2s",
+        f"{ns}.stop_method": method,
     }
     box = run_container(labels=labels, command=["-u", "7"])
-    asleep(d, box, "dns", ("exited",))
+    asleep(d, box, "dns", ("exited",) if method == "stop" else ("paused",))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(60)
         client.connect((LOCAL, port))
