@@ -61,6 +61,10 @@ class SleepController:
         gone = set(self.registry.targets) - set(targets)
         self.registry.targets = dict(targets)
         self.registry.forget(gone)
+        for key in gone:  # removed containers: their counters go with them
+            self.waker.counts.pop(key, None)
+            self.idle.counts.pop(key, None)
+            self.idle.failed_at.pop(key, None)
         self._turns = {k: v for k, v in self._turns.items() if k in self.manager.running}
 
     async def run(self) -> None:
