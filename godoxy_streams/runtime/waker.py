@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 from loguru import logger
 
@@ -165,12 +166,12 @@ class Waker:
         await self._until_ready(target, deadline, False)
 
     async def _start(self, target: SleepTarget) -> None:
-        """Start (or unpause) it, as the last pass saw it when that says it is stopped or
-        paused (one call less on the way), else and when that was stale, as the engine says
-        now (a sleep may have ended just before)."""
+        """Start (or unpause) it, as ``target`` (else the last pass) saw it when that says it
+        is stopped or paused (one call less on the way), else and when that was stale, as the
+        engine says now (a sleep may have ended just before)."""
         engine = self.registry.engine(target)
         self._last[target.key] = "the engine had not finished starting it"
-        seen = self.registry.targets.get(target.key, target)
+        seen = target if target.state == "paused" else self.registry.targets.get(target.key, target)
         state: str | None = seen.state
         if state in ("running", "restarting", "stopping"):
             info = await engine.inspect(target.id)
@@ -178,8 +179,10 @@ class Waker:
         for attempt in range(2):
             try:
                 if state == "paused":
+                    logger.debug(f"unpausing container {target.name}")
                     await engine.unpause(target.id)
                 elif state not in ("running", "restarting"):
+                    logger.debug(f"starting container {target.name} ({state})")
                     await engine.start(target.id)
                 return
             except EngineError as exc:
@@ -192,7 +195,10 @@ class Waker:
         info = await self.registry.look(target)
         if info is None:
             raise WakeFailed("the container was removed while it woke")
-        if not info.running and info.state != "restarting":
+        if info.state == "paused":  # the engine can report an unpause before it holds
+            self._last[target.key] = "the engine still reports it paused"
+            await self._start(replace(target, state="paused"))
+        elif not info.running and info.state != "restarting":
             raise WakeFailed(f"the container stopped while it woke: {stopped_text(info)}")
         self._last[target.key] = "no route answered its probe yet"
         if info.health is not None:
