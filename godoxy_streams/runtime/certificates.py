@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.streams.tls.names import NamePattern, NameTable, server_name, sni_pattern
+from godoxy_streams.server_names import NamePattern, NameTable, server_name, sni_pattern
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer")
 KEY_SUFFIX = ".key"
