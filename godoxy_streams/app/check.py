@@ -83,12 +83,7 @@ def report_for(
 
 
 def check_compose(path: Path, ctx: ParseContext) -> CheckReport:
-    compose_ctx = ParseContext(
-        namespace=ctx.namespace,
-        default_bind=ctx.default_bind,
-        allowed_targets=ctx.allowed_targets,
-        mode="compose",
-    )
+    compose_ctx = replace(ctx, mode="compose")
     report = report_for(load_compose(path), ParseResult(), compose_ctx)
     report.notes.extend(yaml11_traps(path.read_text()))
     return report

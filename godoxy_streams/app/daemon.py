@@ -22,10 +22,10 @@ from godoxy_streams.agent.client.datagrams import DatagramTunnel
 from godoxy_streams.agent.client.tunnel import Tunnel
 from godoxy_streams.agent.quic.config import client_configuration
 from godoxy_streams.agent.wire.header import ALPN_STREAM
+from godoxy_streams.app.context import settings_context
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
-from godoxy_streams.labels import ParseContext
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
@@ -45,11 +45,7 @@ class Daemon:
         """``tunnels`` adds agent tunnels by engine name (beyond those of ``agent://``
         engines, which are made here)."""
         self.settings = settings
-        self.ctx = ParseContext(
-            namespace=settings.namespace,
-            default_bind=settings.default_bind,
-            allowed_targets=settings.allowed_targets,
-        )
+        self.ctx = settings_context(settings)
         self.tunnels: dict[str, Tunnel] = {
             engine.display_name(index): agent_tunnel(engine)
             for index, engine in enumerate(() if settings.no_docker else settings.docker)

@@ -32,6 +32,9 @@ def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "container": "ssh",
         "engine": "local",
         "load_balance": None,
+        "sni": [],
+        "tls_termination": False,
+        "tls_client_ca": None,
         "members": [{"alias": "ssh", "host": "ssh", "port": 22, "container": "ssh"}],
     }
     assert {r["scheme"] for r in doc["routes"] if r["alias"] == "dns"} == {"tcp", "udp"}
