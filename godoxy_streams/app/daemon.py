@@ -1,7 +1,8 @@
 """The daemon's lifecycle in one place: start-up, signals, the main wait, graceful shutdown.
 
 ``Daemon.serve()``: set up logging, start the reconciler, load the static routes (reloaded on
-SIGHUP and when the file changes), start one watcher per Docker engine (an unreachable engine
+SIGHUP and when the file changes) and the TLS certificates of ``certificates_dir`` (the same),
+start one watcher per Docker engine (an unreachable engine
 is retried in the background), serve the status API, then wait for SIGTERM/SIGINT. Shutdown
 stops every listener at once and drains live connections per route policy, bounded by
 ``shutdown_grace``; a second signal cuts them.
@@ -38,6 +39,7 @@ from godoxy_streams.sources.routes_file import load_routes_file
 from godoxy_streams.sources.watcher import Watcher
 
 ROUTES_FILE_POLL = 1.0
+CERTIFICATES_POLL = 5.0
 
 
 class Daemon:
@@ -86,6 +88,8 @@ class Daemon:
         if self.settings.routes_file is not None:
             self.reload_routes()
             self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")
+        if self.settings.certificates_dir is not None:
+            self._spawn(self._watch_certificates(), "certificates")
         if not self.watchers:
             logger.info("Docker provider off: serving static routes only")
         for watcher in self.watchers:
@@ -117,7 +121,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_exit_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_routes)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        self.reload_routes()
+        self.refresh_certificates()
 
     def _on_exit_signal(self, sig: signal.Signals) -> None:
         logger.info(f"received {sig.name}")
@@ -163,6 +171,17 @@ class Daemon:
                 mtime = None
             if mtime is not None and mtime != self._routes_mtime:
                 self.reload_routes()
+
+    # -- certificates ----------------------------------------------------------------------
+    def refresh_certificates(self) -> None:
+        """Reload changed certificate files; routes waiting for one are tried again."""
+        if self.manager.sni.refresh_certificates():
+            self.reconciler.mark_dirty()
+
+    async def _watch_certificates(self) -> None:
+        while True:
+            await asyncio.sleep(CERTIFICATES_POLL)
+            self.refresh_certificates()
 
     # -- status API ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:

@@ -70,4 +70,5 @@ def build_snapshot(
         passes=reconciler.passes,
         last_sync=reconciler.last.finished_at,
         agent_channels=reconciler.manager.channel_views(),
+        sni_sockets=tuple(reconciler.manager.sni_views()),
     )
