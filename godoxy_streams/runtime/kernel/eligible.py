@@ -5,10 +5,10 @@ The kernel path covers TCP and UDP routes on IPv4 with ACLs, ``max_connections``
 re-renders without the member), ``udp_timeout`` and ``conn_idle_timeout``, drain and kill.
 A route stays in userspace when it needs what only the engine does: a PROXY protocol header
 out, an access log line per connection, a tunnel through an agent, a choice by TLS server
-name (``sni``: a socket shared by name), ``least_conn`` (open
-connection counts per member), a loopback bind (loopback traffic cannot be DNATed while
-``route_localnet`` stays off), IPv6, or a member whose replies would not come back through
-this host (only members on the local Docker networks return through its NAT).
+name (``sni``: a socket shared by name), ``least_conn`` (open connection counts per member),
+a loopback bind (loopback traffic cannot be DNATed while ``route_localnet`` stays off), IPv6,
+or a member whose replies would not come back through this host (only members on the local
+Docker networks return through its NAT).
 """
 
 from __future__ import annotations
