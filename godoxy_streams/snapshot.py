@@ -1,10 +1,10 @@
 """The read model: one immutable picture of the daemon for everything that only looks.
 
 The status API, metrics, the page and ``godoxy-streams routes`` read a ``Snapshot``: routes
-with their state, members and counters; the engines' states; the containers and why each is
-or is not exposed. The runtime and the reconciler build it (``reconcile.snapshot``) from their
-own state; observers never reach into the reconciler, the manager or a stream. Plain frozen
-data, no I/O.
+with their state, members and counters; the sockets shared by routes chosen by TLS server
+name; the engines' states; the containers and why each is or is not exposed. The runtime
+and the reconciler build it (``reconcile.snapshot``) from their own state; observers never
+reach into the reconciler, the manager or a stream. Plain frozen data, no I/O.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class RouteView:
             row["members"] = [m.as_json() for m in self.members]
         row.update(
             listen_port=self.listen_port,
+            shared_socket=self.spec.key.socket if self.spec.sni else None,
             state=self.state,
             error=self.error,
             active=self.counters.active,
@@ -104,6 +105,41 @@ class RouteView:
             notice=self.notice,
         )
         return row
+
+
+SNI_OUTCOMES = (
+    "routed",
+    "no_match",
+    "not_tls",
+    "malformed",
+    "timed_out",
+    "empty",
+    "overloaded",
+    "no_certificate",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SNISocketView:
+    """A listen socket shared by routes chosen by TLS server name, and what became of the
+    connections it accepted (``SNI_OUTCOMES``: handed to a route, or why not)."""
+
+    socket: str  # proto/host:port
+    routes: int  # routes registered on it
+    accepted: int = 0
+    outcomes: tuple[tuple[str, int], ...] = ()  # by outcome
+    handshakes: int = 0  # terminated handshakes completed
+    handshake_failed: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "socket": self.socket,
+            "routes": self.routes,
+            "accepted": self.accepted,
+            **dict(self.outcomes),
+            "handshakes": self.handshakes,
+            "handshake_failed": self.handshake_failed,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +249,7 @@ class Snapshot:
     agent_channels: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     sleepers: tuple[SleeperView, ...] = ()
     events: tuple[EventView, ...] = ()  # recent, oldest first
+    sni_sockets: tuple[SNISocketView, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -232,6 +269,7 @@ class Snapshot:
             "containers": [c.as_json() for c in self.containers],
             "sleepers": [s.as_json() for s in self.sleepers],
             "events": [e.as_json() for e in self.events],
+            "sni_sockets": [s.as_json() for s in self.sni_sockets],
         }
 
     def health_document(self) -> dict[str, object]:

@@ -5,10 +5,11 @@ Per route (labelled by alias, scheme, listen and source): connections or session
 active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
 away for want of a healthy upstream, and the route's state (``running``, ``unhealthy``, ...).
 Per pool member (route labels plus ``member`` and ``container``): whether it is up, its open
-and total connections, its failed dials. Per container with sleep/wake (``container``,
-``engine``): whether it is awake, its sleeps, wakes, failed wakes and the clients those
-turned away. Daemon-wide: routes by state, engine connectivity,
-last sync time, reconcile durations.
+and total connections, its failed dials. Per shared TLS socket: connections accepted, their
+outcomes (routed, no match, not TLS, ...), terminated handshakes. Per container with
+sleep/wake (``container``, ``engine``): whether it is awake, its sleeps, wakes, failed wakes
+and the clients those turned away. Daemon-wide: routes by state, engine connectivity, last
+sync time, reconcile durations.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from godoxy_streams.snapshot import ROUTE_STATES, MemberView, Snapshot
+from godoxy_streams.snapshot import ROUTE_STATES, MemberView, Snapshot, SNISocketView
 
 ROUTE_LABELS = ("alias", "scheme", "listen", "source")
 PREFIX = "godoxy_streams"
@@ -81,6 +82,32 @@ def sleeper_families(taken: Snapshot) -> Iterator[Metric]:
     yield from families.values()
 
 
+def sni_families(sockets: Sequence[SNISocketView]) -> tuple[Metric, ...]:
+    """Per shared TLS socket (label ``socket``; never per server name, which clients pick):
+    connections accepted, what became of them, terminated handshakes."""
+    accepted = CounterMetricFamily(
+        f"{PREFIX}_sni_connections",
+        "connections accepted on a shared TLS socket",
+        labels=["socket"],
+    )
+    outcomes = CounterMetricFamily(
+        f"{PREFIX}_sni_outcomes",
+        "shared TLS socket connections by outcome: routed, or why not (no_match: alert "
+        "unrecognized_name; not_tls, malformed, timed_out, empty, overloaded, no_certificate)",
+        labels=["socket", "outcome"],
+    )
+    handshakes = CounterMetricFamily(
+        f"{PREFIX}_tls_handshakes", "terminated TLS handshakes", labels=["socket", "result"]
+    )
+    for view in sockets:
+        accepted.add_metric([view.socket], view.accepted)
+        for outcome, count in view.outcomes:
+            outcomes.add_metric([view.socket, outcome], count)
+        handshakes.add_metric([view.socket, "ok"], view.handshakes)
+        handshakes.add_metric([view.socket, "failed"], view.handshake_failed)
+    return (accepted, outcomes, handshakes)
+
+
 class DaemonCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot]):
         self.snapshot = snapshot
@@ -135,7 +162,7 @@ class DaemonCollector(Collector):
         yield from (total, active, traffic, dial, refused, denied, limited, proxy_errors)
         yield from (table_full, dropped, no_upstream, state)
         yield from members.families()
-
+        yield from sni_families(taken.sni_sockets)
         yield from sleeper_families(taken)
 
         routes = gauge("routes", "routes by state", ["state"])

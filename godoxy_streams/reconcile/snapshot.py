@@ -74,4 +74,5 @@ def build_snapshot(
         agent_channels=reconciler.manager.channel_views(),
         sleepers=reconciler.sleep.views() if reconciler.sleep is not None else (),
         events=reconciler.sleep.events() if reconciler.sleep is not None else (),
+        sni_sockets=tuple(reconciler.manager.sni_views()),
     )
