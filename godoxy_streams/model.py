@@ -7,7 +7,9 @@ compares by value, so later stages can diff the desired routes against the runni
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +25,7 @@ ProxyProtocol = Literal["v1", "v2"]
 DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_UDP_TIMEOUT = 60.0
 DEFAULT_DRAIN_TIMEOUT = 5.0
+_UNSAFE = re.compile(r"[^0-9A-Za-z.]")  # in a bind address: IPv6 colons, a scope's %
 
 
 class _Frozen(BaseModel):
@@ -83,6 +86,18 @@ class RouteKey(NamedTuple):
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
         port = str(self.port) if self.port else f"auto({self.owner})"
         return f"{self.proto}/{host}:{port}"
+
+    @property
+    def id(self) -> str:
+        """The socket in URL-safe characters, the route's id in the status API:
+        ``tcp_0.0.0.0_2222``, ``udp_--1_53`` (``::1``: IPv6 colons become ``-``), and for a
+        port picked automatically ``tcp_0.0.0.0_auto-<10 hex digits of its owner's hash>``.
+        The same socket has the same id across restarts and retargets."""
+        bind = _UNSAFE.sub("-", self.bind)
+        if self.port:
+            return f"{self.proto}_{bind}_{self.port}"
+        owner = hashlib.sha256(self.owner.encode()).hexdigest()[:10]
+        return f"{self.proto}_{bind}_auto-{owner}"
 
 
 class RouteSpec(_Frozen):

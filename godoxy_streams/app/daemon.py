@@ -25,6 +25,7 @@ from godoxy_streams.agent.wire.header import ALPN_STREAM
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
+from godoxy_streams.events import EventLog
 from godoxy_streams.labels import ParseContext
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
@@ -55,13 +56,20 @@ class Daemon:
             if engine.is_agent
         }
         self.tunnels.update(tunnels or {})
-        self.manager = StreamManager(settings, self.tunnels)
+        self.events = EventLog()  # the timeline: everyone who sees a change records it
+        self.manager = StreamManager(settings, self.tunnels, self.events)
         self.reconciler = Reconciler(self.manager, self.ctx)
         self.watchers = (
             []
             if settings.no_docker
             else [
-                Watcher(engine, self.reconciler, settings, engine=engine.display_name(i))
+                Watcher(
+                    engine,
+                    self.reconciler,
+                    settings,
+                    engine=engine.display_name(i),
+                    events=self.events,
+                )
                 for i, engine in enumerate(settings.docker)
             ]
         )
@@ -85,6 +93,7 @@ class Daemon:
         logger.info(f"godoxy-streams {__version__} starting")
         self._capture_signals()
         self._spawn(self.reconciler.run(), "reconciler")
+        self._spawn(self.manager.sampler.run(self.manager.sampled), "history sampler")
         if self.settings.routes_file is not None:
             self.reload_routes()
             self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")

@@ -21,6 +21,7 @@ from godoxy_streams.decide.plan import make_plan
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.reconcile.timeline import note_conflicts
 from godoxy_streams.runtime.manager import ApplyReport, StreamManager
 
 EngineKey = tuple[str, str]  # (engine, container id)
@@ -231,6 +232,9 @@ class Reconciler:
         self._conflicts_seen = {
             (identity(c.route), c.route.key, identity(c.holder)) for c in desired.conflicts
         }
+        note_conflicts(
+            self.manager.events, self.last.conflicts, desired.conflicts, self.manager.running
+        )
         self.last = PassReport(desired.conflicts, applied, time.time(), time.monotonic() - started)
         self.passes += 1
         if self.on_pass is not None:

@@ -1,6 +1,7 @@
 """Builds the read model (``snapshot.Snapshot``) from the reconciler's state and the
-manager's routes: routes with counters, conflicts, label errors, and each labelled container
-with the reason it is or is not exposed. Called per request by the observers' provider."""
+manager's routes: routes with counters, conflicts, label errors, each labelled container
+with the reason it is or is not exposed, the event timeline and the routes' history. Called
+per request by the observers' provider; the costly parts are read when first asked."""
 
 from __future__ import annotations
 
@@ -39,14 +40,16 @@ def container_reason(
 
 
 def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
+    entries = [e for e in reconciler.containers.values() if e.result.labelled]
+    if not entries:
+        return ()
     running: dict[str, int] = {}
     for route in reconciler.manager.running.values():
-        for cid in {m.origin.id for m in route.spec.members}:
+        spec = route.spec
+        for cid in {m.origin.id for m in spec.pool} if spec.pool else (spec.origin.id,):
             running[cid] = running.get(cid, 0) + 1
     rows = []
-    for entry in reconciler.containers.values():
-        if not entry.result.labelled:
-            continue
+    for entry in entries:
         exposed, reason = container_reason(entry, reconciler, running)
         info = entry.info
         rows.append(ContainerView(info.name, info.id, info.engine, info.state, exposed, reason))
@@ -61,13 +64,16 @@ def build_snapshot(
         RouteView(spec=c.route, state="conflict", error=c.message)
         for c in reconciler.last.conflicts
     ]
+    manager = reconciler.manager
     return Snapshot(
         routes=tuple(routes),
         errors=tuple(reconciler.label_errors()),
-        containers=container_views(reconciler),
+        containers_of=lambda: container_views(reconciler),
         sources=tuple(sources),
         static_synced=static_synced,
         passes=reconciler.passes,
         last_sync=reconciler.last.finished_at,
-        agent_channels=reconciler.manager.channel_views(),
+        agent_channels=manager.channel_views(),
+        timeline=manager.events.events(),
+        history_of=manager.sampler.read,
     )

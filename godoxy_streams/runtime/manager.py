@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from godoxy_streams.decide.plan import Plan
 from godoxy_streams.errors import ListenError
+from godoxy_streams.events import EventLog
 from godoxy_streams.model import RouteKey, RouteSpec
+from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.access_log import access_logger
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
+from godoxy_streams.runtime.sampler import Sampled, Sampler
 from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.runtime.views import failed_view, running_view
 from godoxy_streams.settings import Settings
@@ -39,6 +42,10 @@ Stream = TCPStream | UDPStream
 class RunningRoute:
     spec: RouteSpec
     stream: Stream
+    id: str = field(init=False)  # the socket's id (it outlives retargets)
+
+    def __post_init__(self) -> None:
+        self.id = self.spec.key.id
 
     @property
     def bound_port(self) -> int:
@@ -71,7 +78,10 @@ def member_specs(spec: RouteSpec) -> list[MemberSpec]:
 
 class StreamManager:
     def __init__(
-        self, settings: Settings, tunnels: Mapping[str, EngineTunnel] | None = None
+        self,
+        settings: Settings,
+        tunnels: Mapping[str, EngineTunnel] | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self._settings = settings
         self.running: dict[RouteKey, RunningRoute] = {}
@@ -85,7 +95,9 @@ class StreamManager:
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
         self.tunnels: Mapping[str, EngineTunnel] = tunnels or {}  # engine name -> its tunnel
-        self.health = HealthChecks(self.tunnels)
+        self.events = events if events is not None else EventLog()
+        self.health = HealthChecks(self.tunnels, self.events)
+        self.sampler = Sampler(settings.history_interval)  # ``run`` by the daemon
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -93,11 +105,17 @@ class StreamManager:
     def route_views(self) -> list[RouteView]:
         """The running and failed routes for the read model, counters as of now."""
         views = [
-            running_view(r.spec, r.bound_port, r.stream.stats, r.stream.pool, r.stream.balancing)
+            running_view(
+                r.spec, r.bound_port, r.stream.stats, r.stream.pool, r.stream.balancing, r.id
+            )
             for r in self.running.values()
         ]
         views += [failed_view(spec, message) for spec, message in self.failed.values()]
         return views
+
+    def sampled(self) -> Iterator[Sampled]:
+        """What the history sampler reads each tick: every running route's counters."""
+        return ((r.id, r.stream.stats, r.stream.pool) for r in self.running.values())
 
     def channel_views(self) -> dict[str, dict[str, object]]:
         """Each tunnel's datagram channel, for ``/healthz``."""
@@ -158,6 +176,7 @@ class StreamManager:
             route = self.running.pop(key, None)
             if route is not None:
                 self._log(route.spec, "stop", route.bound_port)
+                timeline.stopped(self.events, route.spec, route.bound_port)
                 self._close_in_background(route.stream)
                 stopped.append(key)
         if stopped:
@@ -168,6 +187,7 @@ class StreamManager:
             pool = route.stream.set_pool(member_specs(spec), spec.balance)
             if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
                 self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
+            timeline.retargeted(self.events, route.spec, spec)
             route.spec = spec
             retargeted.append(spec.key)
         started, failed = [], {}
@@ -201,12 +221,14 @@ class StreamManager:
             previous = self.failed.get(spec.key)
             if previous is None or previous[1] != message:
                 self._log(spec, "error", error=message)
+                timeline.failed(self.events, spec, message)
             self.failed[spec.key] = (spec, message)
             return message
         self.failed.pop(spec.key, None)
         self.running[spec.key] = RunningRoute(spec, stream)
         extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
         self._log(spec, "start", stream.local_addr[1], **extra)
+        timeline.started(self.events, spec, stream.local_addr[1])
         self._warn_open_udp(spec)
         return None
 

@@ -1,13 +1,14 @@
 """The runtime's part of the read model: each running or failed route as a ``RouteView``,
-read from its stream's counters and pool at the moment of the call (no live object leaves)."""
+read from its stream's counters and pool when first asked (no live object leaves)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 
 from godoxy_streams.model import RouteSpec
-from godoxy_streams.snapshot import Counters, MemberView, RouteView
+from godoxy_streams.snapshot import Counters, LiveState, MemberView, RouteView
 from godoxy_streams.streams.pool import Pool
 from godoxy_streams.streams.stats import StreamStats
 
@@ -48,23 +49,33 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
     )
 
 
-def running_view(
-    spec: RouteSpec, bound_port: int, stats: StreamStats, pool: Pool | None, balancing: bool
-) -> RouteView:
-    """A bound route: ``running`` while some member may take connections, else ``unhealthy``."""
-    now = time.monotonic()
-    members = members_of(pool, now) if pool is not None else ()
+def live_state(stats: StreamStats, pool: Pool | None, balancing: bool) -> LiveState:
+    """A bound route's counters and members, read now."""
+    members = members_of(pool, time.monotonic()) if pool is not None else ()
     if len(members) == 1 and not balancing:
         # a lone healthy member is served by the plain relay, which counts per route
         members = (replace(members[0], active=stats.active, total=stats.total),)
+    return LiveState(counters_of(stats), members)
+
+
+def running_view(
+    spec: RouteSpec,
+    bound_port: int,
+    stats: StreamStats,
+    pool: Pool | None,
+    balancing: bool,
+    route_id: str = "",
+) -> RouteView:
+    """A bound route: ``running`` while some member may take connections, else
+    ``unhealthy``; its counters and members are read when first asked."""
     healthy = pool is None or pool.any_available()
     return RouteView(
         spec=spec,
         state="running" if healthy else "unhealthy",
         error=None if healthy else "no healthy upstream",
         listen_port=bound_port,
-        counters=counters_of(stats),
-        members=members,
+        live=partial(live_state, stats, pool, balancing),
+        socket_id=route_id,
     )
 
 
