@@ -23,7 +23,7 @@ from godoxy_streams.snapshot import ROUTE_STATES, RouteView, Snapshot
 
 MAX_LIMIT = 1000  # routes (and errors, containers) per page at most
 EVENTS_LIMIT = 200  # events per answer unless asked otherwise
-STATE_ORDER = {state: rank for rank, state in enumerate(ROUTE_STATES)}
+STATE_ORDER = {"running": 0, "unhealthy": 1, "conflict": 2, "error": 3}  # as the page lists them
 
 
 class BadQuery(ValueError):
