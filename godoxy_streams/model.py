@@ -204,7 +204,15 @@ class RouteSpec(_Frozen):
             "load_balance": self.balance if self.pool else self.load_balance,
             "members": [
                 {"alias": m.alias, "host": m.host, "port": m.port, "container": m.origin.name}
-                for m in self.members
+                for m in self.pool
+            ]
+            or [
+                {
+                    "alias": self.alias,
+                    "host": self.target_host,
+                    "port": self.target_port,
+                    "container": self.origin.name,
+                }
             ],
         }
 

@@ -204,7 +204,8 @@ class Snapshot:
     container (counters, members, container reasons) or a copy of a ring (a route's history)
     is read when first asked, so a request pays only for what it shows."""
 
-    routes: tuple[RouteView, ...] = ()
+    routes_of: Callable[[], tuple[RouteView, ...]] = tuple
+    bound: int | None = None  # routes bound to their socket, when known without the views
     errors: tuple[LabelError, ...] = ()
     containers_of: Callable[[], tuple[ContainerView, ...]] = tuple
     sources: tuple[SourceView, ...] = ()
@@ -214,6 +215,11 @@ class Snapshot:
     agent_channels: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     timeline: tuple[Event, ...] = ()  # the event ring, oldest first
     history_of: Callable[[str], RouteHistory | None] = field(default=lambda _: None)
+
+    @cached_property
+    def routes(self) -> tuple[RouteView, ...]:
+        """Every route (the views are made when first asked)."""
+        return self.routes_of()
 
     @cached_property
     def containers(self) -> tuple[ContainerView, ...]:
@@ -228,6 +234,8 @@ class Snapshot:
     @property
     def running(self) -> int:
         """Routes bound to their socket (healthy or not)."""
+        if self.bound is not None:
+            return self.bound
         return sum(1 for r in self.routes if r.state in ("running", "unhealthy"))
 
     def routes_document(self) -> dict[str, Any]:

@@ -57,6 +57,8 @@ def escape(value: str) -> str:
 
 def number(value: float) -> str:
     """A sample value as prometheus_client writes it (``3.0``, ``1.5e+09``)."""
+    if type(value) is int and 0 <= value < 1_000_000:
+        return f"{value}.0"  # most samples: small counts
     text = repr(float(value))
     dot = text.find(".")
     if value > 0 and dot > 6 and "e" not in text:

@@ -56,17 +56,23 @@ def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
     return tuple(sorted(rows, key=lambda r: r.name))
 
 
-def build_snapshot(
-    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
-) -> Snapshot:
+def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
+    """The running and failed routes, then those in conflict."""
     routes: list[RouteView] = reconciler.manager.route_views()
     routes += [
         RouteView(spec=c.route, state="conflict", error=c.message)
         for c in reconciler.last.conflicts
     ]
+    return tuple(routes)
+
+
+def build_snapshot(
+    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
+) -> Snapshot:
     manager = reconciler.manager
     return Snapshot(
-        routes=tuple(routes),
+        routes_of=lambda: route_views(reconciler),
+        bound=len(manager.running),
         errors=tuple(reconciler.label_errors()),
         containers_of=lambda: container_views(reconciler),
         sources=tuple(sources),

@@ -4,7 +4,6 @@ read from its stream's counters and pool when first asked (no live object leaves
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from functools import partial
 
 from godoxy_streams.model import RouteSpec
@@ -30,7 +29,10 @@ def counters_of(stats: StreamStats) -> Counters:
     )
 
 
-def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
+def members_of(
+    pool: Pool, now: float, counted: StreamStats | None = None
+) -> tuple[MemberView, ...]:
+    """The members' views; ``counted``: the route's counters stand for a lone member's."""
     return tuple(
         MemberView(
             key=m.key,
@@ -40,8 +42,8 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
             state=m.state(now),
             available=m.available(now),
             docker_health=m.docker_health,
-            active=m.active,
-            total=m.total,
+            active=m.active if counted is None else counted.active,
+            total=m.total if counted is None else counted.total,
             failures=m.failures,
             last_error=m.probe_error or m.last_error,
         )
@@ -51,11 +53,13 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
 
 def live_state(stats: StreamStats, pool: Pool | None, balancing: bool) -> LiveState:
     """A bound route's counters and members, read now."""
-    members = members_of(pool, time.monotonic()) if pool is not None else ()
-    if len(members) == 1 and not balancing:
-        # a lone healthy member is served by the plain relay, which counts per route
-        members = (replace(members[0], active=stats.active, total=stats.total),)
-    return LiveState(counters_of(stats), members)
+    if pool is None:
+        return LiveState(counters_of(stats))
+    # a lone healthy member is served by the plain relay, which counts per route
+    lone = len(pool.members) == 1 and not balancing
+    return LiveState(
+        counters_of(stats), members_of(pool, time.monotonic(), stats if lone else None)
+    )
 
 
 def running_view(

@@ -47,7 +47,7 @@ def taken() -> Snapshot:
         RouteView(route("late", 9090), "conflict", error="held"),
     )
     sources = (SourceView("local", "unix:///x", state="connected"),)
-    return Snapshot(routes=routes, sources=sources, last_sync=1_700_000_000.5)
+    return Snapshot(routes_of=lambda: routes, sources=sources, last_sync=1_700_000_000.5)
 
 
 def test_every_family_and_value_reads_back() -> None:

@@ -80,7 +80,7 @@ def snapshot(reads: Reads) -> Snapshot:
         reads.view("beta", 1003, state="error"),
         *(reads.view(f"r{i:03}", 2000 + i) for i in range(120)),
     ]
-    return Snapshot(routes=tuple(routes), history_of=histories)
+    return Snapshot(routes_of=lambda: tuple(routes), history_of=histories)
 
 
 def test_without_paging_every_route_as_before() -> None:
