@@ -42,7 +42,11 @@ RUN set -eu; \
     rm -rf /var/lib/apt/lists/*; \
     useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin godoxy; \
-    install -d -o godoxy -g godoxy -m 0750 /run/godoxy  # the filter socket: a named volume
+    install -d -o godoxy -g godoxy -m 0750 /run/godoxy; \
+    install -d -o godoxy -g godoxy -m 0750 /var/lib/godoxy-streams
+# /run/godoxy: the filter socket (a named volume); /var/lib/godoxy-streams: the state_dir
+# (picked listen ports, ports.json): mount a named volume there to keep them across
+# re-creations of this container. Unwritable, the daemon uses /tmp/godoxy-streams-10001.
 COPY --from=build /opt/venv /opt/venv
 USER godoxy
 ENV PATH=/opt/venv/bin:$PATH \

@@ -2,14 +2,14 @@
 name, and how its containers are reached.
 
 An entry is a URL (``unix://``, ``tcp://``, ``http://``, ``https://``) or a mapping with the URL
-and options. A ``unix://`` engine is local: routes dial the containers' own addresses. Any
-other engine is taken as remote unless ``local: true``: routes dial ``address`` (default: the
-URL's host) at the container's published port (labels.md, "Target address"). TLS client
-certificates come from ``tls_cert_dir`` (Docker's ``ca.pem``/``cert.pem``/``key.pem``) or the
-three file options; ``https://`` or any TLS option turns TLS on. ``agent://HOST:PORT`` is a
-godoxy-streams agent: its API is read over mutual TLS (certificates required), and every
-route to its containers is dialled through its tunnel (``agent.tunnel``), so the containers'
-own addresses are the targets.
+and options. A ``unix://`` engine is local: routes dial the containers' own addresses. Any other
+engine is taken as remote unless ``local: true``: routes dial ``address`` (default: the URL's
+host) at the container's published port (docs/labels.md, "Where a route forwards to"). TLS
+client certificates come from ``tls_cert_dir`` (Docker's ``ca.pem``/``cert.pem``/``key.pem``)
+or the three file options; ``https://`` or any TLS option turns TLS on. ``agent://HOST:PORT`` is
+a godoxy-streams agent: its API is read over mutual TLS (certificates required), and every route
+to its containers is dialled through its tunnel (``agent.tunnel``), so the containers' own
+addresses are the targets.
 """
 
 from __future__ import annotations

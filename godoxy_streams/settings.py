@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     docker: Annotated[tuple[EngineSettings, ...], NoDecode] = Field(default_factory=default_engines)
     no_docker: bool = Field(False, description="serve static routes only")
     routes_file: Path | None = None
+    state_dir: Path = Field(
+        Path("/var/lib/godoxy-streams"),
+        description="where picked listen ports are kept (ports.json); if it cannot be written, "
+        "a private directory in /tmp, said once in the log",
+    )
     allowed_targets: CommaList = ()
     proxy_protocol_trusted: CommaList = ()
     acl: AclSettings = AclSettings()

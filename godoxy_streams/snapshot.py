@@ -101,6 +101,7 @@ class RouteView:
     state: RouteState
     error: str | None = None
     listen_port: int | None = None
+    notice: str | None = None  # something the operator should know, e.g. a kept port was taken
     live: Callable[[], LiveState] = field(default=_not_bound, repr=False, compare=False)
     socket_id: str = ""  # ``spec.key.id`` when the caller has it at hand
 
@@ -149,6 +150,7 @@ class RouteView:
             bytes_in=counters.bytes_in,
             bytes_out=counters.bytes_out,
             dial_errors=sum(count for _, count in counters.dial_errors),
+            notice=self.notice,
         )
         return row
 

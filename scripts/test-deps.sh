@@ -21,6 +21,9 @@ PACKAGES=(
     chromium        # tests/docker/test_status_page.py: the status page in a headless browser,
     chromium-driver #   driven through /usr/bin/chromedriver
     iproute2        # tests/docker/test_agent.py: `ip netns` for the agent in its own namespace
+                    #   (and test_corpus_live.py: addresses and routes in containers' namespaces)
+    docker-compose  # tests/docker/test_kept_ports.py, test_corpus_live.py: compose projects
+                    #   (`docker compose` is used instead when the plugin is installed)
     prometheus      # tests/test_deploy.py: promtool checks the alert rules and dashboard queries
     nftables        # firewall tests: `nft` reads and restores the project's own table
     conntrack       # firewall tests: the connection-tracking entries of forwarded flows

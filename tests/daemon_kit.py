@@ -1,5 +1,7 @@
 """Run the real daemon (``godoxy-streams run``) as a subprocess for end-to-end tests: start it,
-wait for /healthz, read /api/routes, stop it with SIGTERM and check it exits 0."""
+wait for /healthz, read /api/routes, stop it with SIGTERM and check it exits 0. ``prefix``
+runs it under another command (``nsenter`` into a network namespace), with its API on
+``api_host`` (off loopback it asks for a token, which the kit sends)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +22,36 @@ from tests.helpers import eventually, free_port
 
 class DaemonProcess:
     def __init__(
-        self, workdir: Path, *args: str, namespace: str, env: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        *args: str,
+        namespace: str,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+        api_host: str = "127.0.0.1",
+        default_bind: str | None = "127.0.0.1",
     ):
         self.api_port = free_port("tcp")
+        self.api_host = api_host
         self.namespace = namespace
         self.log_path = workdir / f"daemon-{self.api_port}.log"
+        bind = ["--default-bind", default_bind] if default_bind else []
         self.args = [
-            sys.executable, "-m", "godoxy_streams", "run",
-            "--api", f"127.0.0.1:{self.api_port}",
+            *prefix, sys.executable, "-m", "godoxy_streams", "run",
+            "--api", f"{api_host}:{self.api_port}",
             "--namespace", namespace,
-            "--default-bind", "127.0.0.1",
+            *bind,
             "--log-level", "DEBUG",
             *args,
         ]  # fmt: skip
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.token = None if api_host == "127.0.0.1" else f"token-{namespace}-{self.api_port}"
+        self.env = {
+            **os.environ,
+            "GODOXY_STREAMS_STATE_DIR": str(workdir / "state"),
+            **({"GODOXY_STREAMS_API_TOKEN": self.token} if self.token else {}),
+            **(env or {}),
+            "PYTHONUNBUFFERED": "1",
+        }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait_healthy: bool = True, timeout: float = 20.0) -> DaemonProcess:
@@ -47,9 +66,11 @@ class DaemonProcess:
 
     def get(self, path: str) -> tuple[int, Any]:
         assert self.proc is not None and self.proc.poll() is None, self.log()
-        url = f"http://127.0.0.1:{self.api_port}{path}"
+        request = urllib.request.Request(f"http://{self.api_host}:{self.api_port}{path}")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.load(response)
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)

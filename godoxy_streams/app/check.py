@@ -1,5 +1,6 @@
 """``godoxy-streams check``: what routes a compose file, a routes file or the live engine
-declares, and every error, as a table or as JSON. Predicts what the daemon will do."""
+declares, and every error, as a table or as JSON. Predicts what the daemon will do, and says
+per container what was left to GoDoxy (``check_summary``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from godoxy_streams.app.check_summary import ROUTES_FILE, Summary, source_of
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.decide.desired import build_desired
 from godoxy_streams.docker_endpoints import EngineSettings
@@ -25,17 +27,25 @@ class CheckReport:
     routes: list[RouteSpec] = field(default_factory=list)
     errors: list[LabelError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: Summary = field(default_factory=Summary)
 
-    def add(self, result: ParseResult) -> None:
+    def add(self, result: ParseResult, source: str) -> None:
+        """One container's (or the routes file's) result; ``source`` names its summary."""
         self.routes.extend(result.routes)
         self.errors.extend(result.errors)
         self.notes.extend(result.notes)
+        if result.labelled and (source != ROUTES_FILE or result != ParseResult()):
+            summary = self.summary.of(source)
+            summary.errors += len(result.errors)
+            summary.excluded = result.excluded
+            summary.ignored.extend(result.ignored)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "routes": [route.public_dict() for route in self.routes],
             "errors": [error.as_dict() for error in self.errors],
             "notes": list(self.notes),
+            "summary": self.summary.as_json(),
         }
 
 
@@ -48,10 +58,11 @@ def report_for(
     """Parse every container, then predict listen-socket conflicts as the daemon would.
     ``engine_hosts`` names the address of each remote engine (None or absent: local)."""
     report = CheckReport()
-    report.add(static)
+    report.add(static, ROUTES_FILE)
     for info in infos:
         host = (engine_hosts or {}).get(info.engine)
-        report.add(parse_container(info, ctx if host is None else replace(ctx, remote_host=host)))
+        ctx_here = ctx if host is None else replace(ctx, remote_host=host)
+        report.add(parse_container(info, ctx_here), info.name)
     desired = build_desired(report.routes)
     for conflict in desired.conflicts:
         report.errors.append(
@@ -61,11 +72,13 @@ def report_for(
                 alias=conflict.route.alias,
             )
         )
+        report.summary.of(source_of(conflict.route.origin)).errors += 1
     report.routes = [
         winner
         for r in report.routes
         if (winner := desired.routes.get(r.key)) is not None and winner.members[0] == r.members[0]
     ]
+    report.summary.count_served(report.routes)
     return report
 
 
@@ -121,8 +134,13 @@ def render_table(report: CheckReport) -> str:
     lines.append("")
     for error in report.errors:
         lines.append(f"error: {error}")
+    summary = report.summary
+    shown = {item.note for s in summary.sources.values() for item in s.ignored}
     for note in report.notes:
-        lines.append(f"note: {note}")
+        if note not in shown:
+            lines.append(f"note: {note}")
+    if summary.left_to_godoxy:
+        lines += summary.lines()
     lines.append(f"{len(report.routes)} route(s), {len(report.errors)} error(s)")
     return "\n".join(lines)
 

@@ -47,6 +47,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         help="extra target a label may name with host: (repeatable)",
     )
     group.add_argument("--api", metavar="HOST:PORT", help="status API (default: 127.0.0.1:8899)")
+    group.add_argument(
+        "--state-dir", type=Path, metavar="DIR", help="where picked listen ports are kept"
+    )
     group.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ...")
     group.add_argument("--log-format", choices=("text", "json"), help="log line format")
 
@@ -119,6 +122,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "routes_file": args.routes_file,
         "allowed_targets": tuple(args.allowed_targets) if args.allowed_targets else None,
         "api": args.api,
+        "state_dir": args.state_dir,
     }
     log = {k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
     if log:

@@ -31,6 +31,7 @@ from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
+from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.settings import Settings, api_address
 from godoxy_streams.snapshot import Snapshot
@@ -56,8 +57,9 @@ class Daemon:
             if engine.is_agent
         }
         self.tunnels.update(tunnels or {})
+        kept_ports = KeptPorts(settings.state_dir)
         self.events = EventLog()  # the timeline: everyone who sees a change records it
-        self.manager = StreamManager(settings, self.tunnels, self.events)
+        self.manager = StreamManager(settings, self.tunnels, kept_ports, self.events)
         self.reconciler = Reconciler(self.manager, self.ctx)
         self.watchers = (
             []

@@ -1,5 +1,5 @@
 """Desired state: every candidate route in, the winners keyed by listen socket plus the
-conflicts out (labels.md "Listen-socket conflicts"). Pure and deterministic.
+conflicts out (docs/labels.md "Two claims on one port"). Pure and deterministic.
 
 Order of claim on a socket: the route already holding it, then static-file routes, then the
 older container (creation time), then the container name, the engine's name, the alias. A
@@ -10,12 +10,15 @@ setting joins the winner's pool instead of conflicting; the winner stays the fir
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from godoxy_streams.model import Member, RouteKey, RouteSpec, keys_overlap
 
 Identity = tuple[str, str, str, str]
+# The routes that can interact (conflict or pool) share a group: same protocol and port, or,
+# for a port picked automatically, the one route itself.
+SocketGroup = tuple[str, str, int] | tuple[str, str, str, str]
 
 
 def identity(route: RouteSpec | Member, proto: str = "") -> Identity:
@@ -53,11 +56,28 @@ class DesiredState:
     conflicts: tuple[Conflict, ...] = ()
 
 
+def socket_group(key: RouteKey) -> SocketGroup:
+    """The group of a listen socket: routes of different groups never conflict or pool."""
+    if key.port:
+        return ("port", key.proto, key.port)
+    return ("auto", key.proto, key.bind, key.owner)
+
+
+def held_identities(holders: Iterable[RouteSpec]) -> set[Identity]:
+    """Who holds a socket now: the identities of the running routes' members."""
+    return {identity(m, r.proto) for r in holders for m in r.members}
+
+
 def build_desired(
-    candidates: Iterable[RouteSpec], *, holders: Iterable[RouteSpec] = ()
+    candidates: Iterable[RouteSpec],
+    *,
+    holders: Iterable[RouteSpec] = (),
+    holding: Collection[Identity] | None = None,
 ) -> DesiredState:
-    """Pick one route (or pool) per listen socket; ``holders`` are the routes running now."""
-    holding = {identity(m, r.proto) for r in holders for m in r.members}
+    """Pick one route (or pool) per listen socket; ``holders`` are the routes running now
+    (or, given directly, ``holding`` their members' identities)."""
+    if holding is None:
+        holding = held_identities(holders)
 
     def rank(route: RouteSpec) -> tuple[bool, bool, float, str, str, str, str]:
         return (

@@ -1,42 +1,23 @@
-"""The label grammar (labels.md): a container's labels, or the static routes file, in;
+"""The label grammar (docs/labels.md): a container's labels, or the static routes file, in;
 validated ``RouteSpec`` routes and per-route errors out. Pure functions, no I/O."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext, default_alias
 from godoxy_streams.labels.fields import RouteFacts, RouteResult, build_routes
-from godoxy_streams.labels.grammar import FieldValue, expand, load_yaml_block, normalise_name
-from godoxy_streams.labels.target import (
-    TargetProblem,
-    check_label_host,
-    pick_network,
-    several_networks_note,
-)
-from godoxy_streams.model import RouteOrigin, RouteSpec
+from godoxy_streams.labels.grammar import Expansion, expand
+from godoxy_streams.labels.result import ParseResult
+from godoxy_streams.labels.static import parse_static_routes
+from godoxy_streams.labels.target import Target, check_label_host, container_target
+from godoxy_streams.model import RouteOrigin
 
 __all__ = ["ParseContext", "ParseResult", "has_labels", "parse_container", "parse_static_routes"]
-
-
-@dataclass(frozen=True)
-class ParseResult:
-    """Routes that may start, errors of those that may not, and informational notes."""
-
-    routes: tuple[RouteSpec, ...] = ()
-    errors: tuple[LabelError, ...] = ()
-    notes: tuple[str, ...] = ()
-    excluded: bool = False
-    labelled: bool = True
-
-    def merged(self, other: ParseResult) -> ParseResult:
-        return ParseResult(
-            self.routes + other.routes, self.errors + other.errors, self.notes + other.notes
-        )
 
 
 def without_protocols(result: ParseResult, protos: frozenset[str], engine: str) -> ParseResult:
@@ -76,127 +57,75 @@ def _origin(info: ContainerInfo, ctx: ParseContext) -> RouteOrigin:
     )
 
 
-def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
-    """The stream routes a container's labels declare (whatever its state)."""
-    if not has_labels(info.labels, ctx.namespace):
-        return ParseResult(labelled=False)
-    expansion = expand(
-        info.labels, namespace=ctx.namespace, container=info.name, default_alias=default_alias(info)
-    )
-    notes = list(expansion.notes)
-    if expansion.container_errors:
-        return ParseResult(errors=tuple(expansion.container_errors), notes=tuple(notes))
-    if expansion.exclude:
-        return ParseResult(notes=tuple(notes), excluded=True)
-
-    host: str | None = None
-    problem: str | None = None
-    wanted = expansion.network.text if expansion.network else None
-    if ctx.remote_host:
-        host = ctx.remote_host
-    elif info.host_network:
-        host = "127.0.0.1"
-    else:
-        try:
-            chosen, address = pick_network(info, wanted, ctx)
-        except TargetProblem as exc:
-            if expansion.network is not None:
-                error = LabelError(
-                    str(exc),
-                    container=info.name,
-                    label=expansion.network.label,
-                    value=expansion.network.raw,
-                )
-                return ParseResult(errors=(error,), notes=tuple(notes))
-            problem = str(exc)
-        else:
-            host = info.compose_service if ctx.mode == "compose" else address
-            if not wanted and ctx.mode == "docker":
-                note = several_networks_note(info, chosen)
-                if note:
-                    notes.append(note)
-
+def container_facts(info: ContainerInfo, ctx: ParseContext, target: Target) -> RouteFacts:
+    """What every route of the container shares: its address and the ports it exposes."""
     exposed: dict[int, set[str]] = {}
     for port in info.ports:
         exposed.setdefault(port.private, set()).add(port.proto)
-    facts = RouteFacts(
+    return RouteFacts(
         container=info.name,
         origin=_origin(info, ctx),
-        target_host=host,
-        target_problem=problem,
+        target_host=target.host,
+        target_problem=target.problem,
         exposed={p: frozenset(s) for p, s in exposed.items()},
         published={(p.private, p.proto): p.public for p in info.ports if p.public},
         remote=ctx.remote_host is not None,
         label_host_check=lambda text: check_label_host(text, info, ctx),
         default_bind=ctx.default_bind,
     )
-    result = ParseResult(notes=tuple(notes), errors=tuple(expansion.stray_errors))
+
+
+def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
+    """The routes of every alias; an alias whose labels did not expand cleanly has none."""
+    result = ParseResult(errors=tuple(expansion.stray_errors))
     for alias in expansion.aliases:
         built = build_routes(alias, expansion.fields.get(alias, {}), facts)
         grammar_errors = expansion.route_errors.get(alias, [])
-        if grammar_errors:
-            built = RouteResult(errors=grammar_errors + built.errors)
-        result = result.merged(
-            ParseResult(tuple(built.routes), tuple(built.errors), tuple(built.notes))
-        )
-    return ParseResult(result.routes, result.errors, result.notes)
-
-
-def parse_static_routes(document: Any, ctx: ParseContext) -> ParseResult:
-    """The routes of a static routes file (already loaded from YAML, all scalars as text)."""
-    if not isinstance(document, dict) or not isinstance(document.get("routes", {}), dict):
-        error = LabelError(
-            "expected a mapping with a 'routes:' mapping of route names to fields", container="file"
-        )
-        return ParseResult(errors=(error,))
-    result = ParseResult()
-    for name, body in (document.get("routes") or {}).items():
-        container = f"file:{name}"
-        origin = RouteOrigin(kind="file", name=container)
-        flat = load_yaml_block_from(body)
-        if flat is None:
-            error = LabelError("expected a mapping of fields", container=container, alias=name)
-            result = result.merged(ParseResult(errors=(error,)))
-            continue
-        fields = {
-            normalise_name(key): FieldValue(value, f"routes.{name}.{key}", _text(value), "named", 1)
-            for key, value in flat.items()
-        }
-        facts = RouteFacts(
-            container=container,
-            origin=origin,
-            target_host="127.0.0.1",
-            default_host_v6="::1",
-            default_bind=ctx.default_bind,
-        )
-        built = build_routes(str(name).lower(), fields, facts)
-        errors = list(built.errors)
-        if not built.routes and not errors:
-            errors.append(
-                LabelError(
-                    "a static route needs a stream scheme (tcp, udp, ...) or a LISTEN:TARGET port",
-                    container=container,
-                    alias=name,
-                )
-            )
-        result = result.merged(ParseResult(tuple(built.routes), tuple(errors)))
+        if grammar_errors:  # the route is invalid; keep what each label says, not the
+            # consequences of a value the expansion had to drop ("needs a port")
+            labelled = [e for e in built.errors if e.label is not None]
+            built = RouteResult(errors=grammar_errors + labelled)
+        result = result.merged(built.as_result())
     return result
 
 
-def load_yaml_block_from(body: Any) -> dict[str, Any] | None:
-    if isinstance(body, str):
-        return load_yaml_block(body)
-    if not isinstance(body, dict):
-        return None
-    flat: dict[str, Any] = {}
-    for key, value in body.items():
-        if isinstance(value, dict):
-            for sub, inner in (load_yaml_block_from(value) or {}).items():
-                flat[f"{normalise_name(str(key))}.{sub}"] = inner
-        else:
-            flat[str(key)] = [str(v) for v in value] if isinstance(value, list) else str(value)
-    return flat
+EXPANSIONS_KEPT = 4096
+_expansions: OrderedDict[tuple[object, ...], Expansion] = OrderedDict()
 
 
-def _text(value: Any) -> str:
-    return ", ".join(value) if isinstance(value, list) else str(value)
+def expansion_of(info: ContainerInfo, namespace: str) -> Expansion:
+    """``expand`` of the container's labels, computed once for identical label sets (replicas,
+    a relist of an unchanged container): an expansion without errors or notes names no
+    container, so it is kept (least recently used first out) and shared. Never mutated."""
+    alias = default_alias(info)
+    key = (namespace, alias, tuple(sorted(info.labels.items())))
+    kept = _expansions.get(key)
+    if kept is not None:
+        _expansions.move_to_end(key)
+        return kept
+    made = expand(info.labels, namespace=namespace, container=info.name, default_alias=alias)
+    clean = not (made.notes or made.container_errors or made.stray_errors or made.route_errors)
+    if clean:
+        _expansions[key] = made
+        if len(_expansions) > EXPANSIONS_KEPT:
+            _expansions.popitem(last=False)
+    return made
+
+
+def parse_container(info: ContainerInfo, ctx: ParseContext) -> ParseResult:
+    """The stream routes a container's labels declare (whatever its state)."""
+    if not has_labels(info.labels, ctx.namespace):
+        return ParseResult(labelled=False)
+    expansion = expansion_of(info, ctx.namespace)
+    notes, ignored = tuple(expansion.notes), tuple(expansion.ignored)
+    if expansion.container_errors:
+        errors = tuple(expansion.container_errors)
+        return ParseResult(errors=errors, notes=notes, ignored=ignored)
+    if expansion.exclude:
+        return ParseResult(notes=notes, excluded=True, ignored=ignored)
+    target = container_target(info, expansion.network, ctx)
+    if target.error is not None:
+        return ParseResult(errors=(target.error,), notes=notes, ignored=ignored)
+    notes += (target.note,) if target.note else ()
+    routes = alias_routes(expansion, container_facts(info, ctx, target))
+    return replace(routes, notes=notes + routes.notes, ignored=ignored + routes.ignored)

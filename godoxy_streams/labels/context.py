@@ -4,6 +4,7 @@ container's facts, as frozen data."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,8 +40,29 @@ class ParseContext:
 
 
 def default_alias(info: ContainerInfo) -> str:
-    """The compose service name for a compose container, else the container name."""
-    return (info.compose_service or info.name).lower()
+    """A name the user chose (docs/labels.md "default alias"): the container's name, unless the
+    name was generated from a compose service (``<project>-<service>-<n>``, compose v1's
+    ``<project>_<service>_<n>``) or a Swarm task (``<service>.<slot>[.<task id>]``); then the
+    service's name, which replicas and re-created containers share."""
+    service = info.compose_service
+    if service and replica_number(info.name, info.compose_project, service) is not None:
+        return service.lower()
+    return info.name.lower()
+
+
+def replica_number(name: str, project: str, service: str) -> str | None:
+    """The replica number in a name compose or Swarm generated for ``service`` (``p-svc-2``,
+    ``p_svc_2``, ``svc.2[.<task id>]`` -> ``"2"``), or None for a name the user chose."""
+    svc = re.escape(service)
+    patterns = [rf"{svc}\.(\d+)(?:\.\w+)?"]
+    if project:
+        proj = re.escape(project)
+        patterns += [rf"{proj}-{svc}-(\d+)", rf"{proj}_{svc}_(\d+)"]
+    for pattern in patterns:
+        match = re.fullmatch(pattern, name, re.IGNORECASE)
+        if match:
+            return match.group(1)
+    return None
 
 
 def display_name(info: ContainerInfo) -> str:

@@ -1,102 +1,40 @@
 """Route fields -> ``RouteSpec``: decide whether a route is a stream, convert every field, and
 collect every error of the route (all-or-nothing: one bad field and the route does not start).
+
+``build_routes`` runs small steps in order, each a pure function tested on its own: classify
+the fields (unknown ones are errors whatever the route), read the scheme (is it a stream at
+all?), refuse the guarded fields a stream cannot honour, the ports, the per-protocol schemes,
+convert the other fields, the bind address, the target host, the target port each protocol
+dials (published ports on a remote engine), then publish the ``RouteSpec`` of each protocol.
 Pure functions, no I/O."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from godoxy_streams.errors import LabelError
-from godoxy_streams.labels.grammar import IDLE_WATCHER_LABELS, FieldValue
+from godoxy_streams.labels.catalog import (
+    CONVERTERS,
+    LIST_FIELDS,
+    TCP_ONLY,
+    UDP_ONLY,
+    classify,
+    hint,
+)
+from godoxy_streams.labels.precedence import FieldValue
+from godoxy_streams.labels.result import Ignored, ParseResult, http_label, http_route
 from godoxy_streams.labels.values import (
     HTTP_SCHEMES,
     ValueProblem,
     has_listen_part,
     parse_bool,
-    parse_choice,
-    parse_duration,
     parse_ip,
-    parse_networks,
     parse_port,
-    parse_positive_duration,
-    parse_positive_int,
-    parse_proxy_protocol,
     parse_scheme,
 )
 from godoxy_streams.model import HealthCheck, RouteOrigin, RouteSpec, Scheme
-
-SYNONYMS = {
-    "healthcheck.disabled": "healthcheck.disable",
-    "loadbalance.mode": "load_balance.mode",
-}
-
-# field -> (RouteSpec/HealthCheck attribute, converter); None marks fields handled by hand.
-Converter = Callable[[Any], Any]
-CONVERTERS: dict[str, tuple[str, Converter] | None] = {
-    "scheme": None,
-    "port": None,
-    "bind": None,
-    "host": None,
-    "proxy_protocol": ("proxy_protocol", parse_proxy_protocol),
-    "relay_proxy_protocol_header": None,
-    "acl.allow": ("acl_allow", parse_networks),
-    "acl.deny": ("acl_deny", parse_networks),
-    "max_connections": ("max_connections", parse_positive_int),
-    "max_sessions": ("max_sessions", parse_positive_int),
-    "conn_idle_timeout": ("conn_idle_timeout", parse_positive_duration),
-    "udp_timeout": ("udp_timeout", parse_positive_duration),
-    "on_stop": ("on_stop", lambda v: parse_choice(v, ("drain", "kill"))),
-    "drain_timeout": ("drain_timeout", parse_duration),
-    "healthcheck.disable": ("disable", parse_bool),
-    "healthcheck.interval": ("interval", parse_positive_duration),
-    "healthcheck.timeout": ("timeout", parse_positive_duration),
-    "healthcheck.retries": ("retries", parse_positive_int),
-    "healthcheck.rise": ("rise", parse_positive_int),
-    "healthcheck.send": ("send", str),
-    "healthcheck.expect": ("expect", str),
-    "load_balance.mode": (
-        "load_balance",
-        lambda v: parse_choice(v, ("round_robin", "least_conn", "ip_hash")),
-    ),
-}
-TCP_ONLY = {"max_connections", "conn_idle_timeout"}
-UDP_ONLY = {"max_sessions", "udp_timeout"}
-LIST_FIELDS = {"acl.allow", "acl.deny"}
-HTTP_ONLY = (
-    frozenset(
-        {
-            "middlewares",
-            "homepage",
-            "rules",
-            "rule_file",
-            "access_log",
-            "path_patterns",
-            "no_tls_verify",
-            "response_header_timeout",
-            "disable_compression",
-            "ssl_server_name",
-            "ssl_trusted_certificate",
-            "ssl_certificate",
-            "ssl_certificate_key",
-            "ssl_protocols",
-            "tls_termination",
-            "agent",
-            "inbound_mtls_profile",
-            "proxmox",
-            "healthcheck.path",
-            "healthcheck.use_get",
-            "load_balance.link",
-            "load_balance.weight",
-            "load_balance.sticky",
-            "load_balance.sticky_max_age",
-            "load_balance.options",
-        }
-    )
-    | IDLE_WATCHER_LABELS
-)
 
 
 @dataclass(frozen=True)
@@ -120,175 +58,290 @@ class RouteResult:
     routes: list[RouteSpec] = field(default_factory=list)
     errors: list[LabelError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+
+    def leave(self, item: Ignored) -> None:
+        """Leave ``item`` to GoDoxy, with its note."""
+        self.ignored.append(item)
+        self.notes.append(item.note)
+
+    def as_result(self) -> ParseResult:
+        return ParseResult(
+            tuple(self.routes), tuple(self.errors), tuple(self.notes), ignored=tuple(self.ignored)
+        )
 
 
-def _hint(name: str) -> str:
-    close = difflib.get_close_matches(name, list(CONVERTERS) + list(SYNONYMS), n=1, cutoff=0.6)
-    return f'; did you mean "{close[0]}"?' if close else ""
+@dataclass
+class Problems:
+    """The errors of one route, each naming the container, the alias and (when one is to
+    blame) the label and its value."""
 
+    container: str
+    alias: str
+    errors: list[LabelError] = field(default_factory=list)
 
-def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts) -> RouteResult:
-    """The stream routes one alias declares, or why it declares none."""
-    out = RouteResult()
-
-    def fail(fv: FieldValue, message: str) -> None:
-        out.errors.append(
+    def label(self, fv: FieldValue, message: str) -> None:
+        self.errors.append(
             LabelError(
-                message, container=facts.container, alias=alias, label=fv.label, value=fv.raw
+                message, container=self.container, alias=self.alias, label=fv.label, value=fv.raw
             )
         )
 
-    known: dict[str, FieldValue] = {}
-    unknown: list[tuple[str, FieldValue]] = []
-    ignored: list[str] = []
-    for raw_name, fv in fields.items():
-        name = SYNONYMS.get(raw_name, raw_name)
-        if name in CONVERTERS:
-            known[name] = fv
-        elif name in HTTP_ONLY or name.split(".")[0] in HTTP_ONLY:
-            ignored.append(fv.label)
-        else:
-            unknown.append((name, fv))
+    def route(self, message: str) -> None:
+        self.errors.append(LabelError(message, container=self.container, alias=self.alias))
 
-    scheme_fv = known.get("scheme")
-    scheme: str | None = None
-    if scheme_fv is not None:
+
+def read_scheme(fv: FieldValue | None, problems: Problems) -> str | None:
+    """The scheme a label names (stream or HTTP), None when unset or invalid."""
+    if fv is None:
+        return None
+    try:
+        return parse_scheme(fv.text)
+    except ValueProblem as exc:
+        problems.label(fv, str(exc))
+        return None
+
+
+def not_a_stream(
+    scheme: str | None, scheme_fv: FieldValue | None, port_fv: FieldValue | None
+) -> str | None:
+    """Why a route is not a stream route (docs/labels.md), or None when it is one."""
+    if scheme in HTTP_SCHEMES:
+        return f"scheme {scheme}"
+    if scheme_fv is None and (port_fv is None or not has_listen_part(port_fv.text)):
+        return "no stream scheme and no LISTEN port"
+    return None
+
+
+def guarded_fields(known: Mapping[str, FieldValue], kind: str, problems: Problems) -> None:
+    """GoDoxy fields a stream route cannot honour and must not drop in silence (docs/labels.md):
+    each is an error when set."""
+    tls = known.get("tls_termination")
+    if tls is not None:
         try:
-            scheme = parse_scheme(scheme_fv.text)
+            wanted = parse_bool(tls.text)
         except ValueProblem as exc:
-            fail(scheme_fv, str(exc))
-    port_fv = known.get("port")
-    if scheme in HTTP_SCHEMES or (
-        scheme is None
-        and scheme_fv is None
-        and (port_fv is None or not has_listen_part(port_fv.text))
-    ):
-        what = f"scheme {scheme}" if scheme else "no stream scheme and no LISTEN port"
-        out.notes.append(
-            f'{facts.container}: route "{alias}" is not a stream route ({what}): ignored'
+            problems.label(tls, str(exc))
+            wanted = False
+        if wanted:
+            problems.label(
+                tls, "tls_termination is not supported yet: this route cannot terminate TLS"
+            )
+    mtls = known.get("inbound_mtls_profile")
+    if mtls is not None:
+        problems.label(
+            mtls,
+            "inbound mTLS is not supported on stream routes (GoDoxy: HTTP routes only); "
+            "this port would accept clients without a certificate",
         )
-        return out
-    for label in ignored:
-        out.notes.append(f"{facts.container}: label {label} applies to HTTP routes only: ignored")
-    for name, fv in unknown:
-        fail(fv, f'unknown field "{name}"{_hint(name)}')
+    agent = known.get("agent")
+    if agent is not None:
+        problems.label(agent, _AGENT[kind == "file"])
 
-    listen: int | None = None
-    target_port: int | None = None
+
+_AGENT = {
+    False: "agent is not allowed on a container's route: it is reached through the Docker "
+    "engine it runs on (GoDoxy rejects agent on Docker routes too)",
+    True: "routing a static route through a GoDoxy agent is not supported: it would dial its "
+    "host directly",
+}
+
+
+def read_ports(
+    port_fv: FieldValue | None,
+    scheme_fv: FieldValue | None,
+    exposed: Mapping[int, frozenset[str]],
+    problems: Problems,
+) -> tuple[int | None, int | None]:
+    """(listen port or None for "pick one", target port or None when there is none)."""
     if port_fv is not None:
         try:
-            listen, target_port = parse_port(port_fv.text)
+            return parse_port(port_fv.text)
         except ValueProblem as exc:
-            fail(port_fv, str(exc))
-    elif len(facts.exposed) == 1:
-        target_port = next(iter(facts.exposed))
-    elif scheme_fv is not None and not out.errors:
-        count = len(facts.exposed)
-        out.errors.append(
-            LabelError(
-                f"needs a port: the container exposes {count} ports"
-                + (f" ({', '.join(str(p) for p in sorted(facts.exposed))})" if count else "")
-                + "; set port: [LISTEN:]TARGET",
-                container=facts.container,
-                alias=alias,
-                label=None,
-                value=None,
-            )
+            problems.label(port_fv, str(exc))
+            return None, None
+    if len(exposed) == 1:
+        return None, next(iter(exposed))
+    if scheme_fv is not None and not problems.errors:
+        count = len(exposed)
+        listed = f" ({', '.join(str(p) for p in sorted(exposed))})" if count else ""
+        problems.route(
+            f"needs a port: the container exposes {count} ports{listed}; set port: [LISTEN:]TARGET"
         )
+    return None, None
 
+
+def schemes_for(
+    scheme: str | None, target_port: int | None, exposed: Mapping[int, frozenset[str]]
+) -> list[str]:
+    """The concrete scheme of each route the declaration makes: ``tcp+udp`` is two; no scheme
+    is udp when the target port is exposed only as udp, else tcp."""
     if scheme is None and target_port is not None:
-        scheme = "udp" if facts.exposed.get(target_port) == frozenset({"udp"}) else "tcp"
-    schemes = ["tcp", "udp"] if scheme == "tcp+udp" else [scheme] if scheme else []
+        scheme = "udp" if exposed.get(target_port) == frozenset({"udp"}) else "tcp"
+    if scheme == "tcp+udp":
+        return ["tcp", "udp"]
+    return [scheme] if scheme else []
 
+
+def convert_values(
+    known: Mapping[str, FieldValue], problems: Problems
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every table-converted field: (RouteSpec attributes, HealthCheck attributes)."""
     values: dict[str, Any] = {}
     health: dict[str, Any] = {}
     for name, fv in known.items():
-        conv = CONVERTERS[name]
+        conv = CONVERTERS.get(name)
         if conv is None:
             continue
         attr, func = conv
         try:
             value = func(fv.value if name in LIST_FIELDS else fv.text)
         except ValueProblem as exc:
-            fail(fv, str(exc))
+            problems.label(fv, str(exc))
             continue
         (health if name.startswith("healthcheck.") else values)[attr] = value
+    return values, health
+
+
+def proxy_protocol(
+    known: Mapping[str, FieldValue], values: dict[str, Any], schemes: list[str], problems: Problems
+) -> None:
+    """GoDoxy's ``relay_proxy_protocol_header: true`` is v2; a PROXY header is TCP only."""
     relay = known.get("relay_proxy_protocol_header")
     if relay is not None:
         try:
             if parse_bool(relay.text):
                 values.setdefault("proxy_protocol", "v2")
         except ValueProblem as exc:
-            fail(relay, str(exc))
+            problems.label(relay, str(exc))
     if values.get("proxy_protocol") and any(s.startswith("udp") for s in schemes):
         fv = known.get("proxy_protocol") or known["relay_proxy_protocol_header"]
-        fail(fv, "a PROXY protocol header can be sent on TCP routes only")
+        problems.label(fv, "a PROXY protocol header can be sent on TCP routes only")
 
-    bind: str | None = None
-    if "bind" in known:
-        try:
-            bind = parse_ip(known["bind"].text)
-        except ValueProblem as exc:
-            fail(known["bind"], str(exc))
+
+def read_bind(
+    fv: FieldValue | None, schemes: list[str], default_bind: str, problems: Problems
+) -> str:
+    """The listen address: the label's IP, else the operator default fitted to a 4/6 scheme."""
     family = {s[-1] for s in schemes if s[-1] in "46"}
-    if bind is None:
-        bind = facts.default_bind
-        if "6" in family and ":" not in bind:
-            bind = "::"
-        elif "4" in family and ":" in bind:
-            bind = "0.0.0.0"
-    elif "bind" in known:
-        is_v6 = ":" in bind
-        if ("4" in family and is_v6) or ("6" in family and not is_v6):
-            fail(known["bind"], f"an IPv{'6' if is_v6 else '4'} bind does not fit scheme {scheme}")
+    if fv is None:
+        if "6" in family and ":" not in default_bind:
+            return "::"
+        if "4" in family and ":" in default_bind:
+            return "0.0.0.0"
+        return default_bind
+    try:
+        bind = parse_ip(fv.text)
+    except ValueProblem as exc:
+        problems.label(fv, str(exc))
+        return default_bind
+    is_v6 = ":" in bind
+    if ("4" in family and is_v6) or ("6" in family and not is_v6):
+        scheme = "/".join(schemes)
+        problems.label(fv, f"an IPv{'6' if is_v6 else '4'} bind does not fit scheme {scheme}")
+    return bind
 
-    host = facts.target_host
-    if "host" in known:
-        text = known["host"].text.strip().strip("[]")
+
+def read_host(
+    fv: FieldValue | None, schemes: list[str], facts: RouteFacts, problems: Problems
+) -> str | None:
+    """The target host: the label's (checked against the rules for labels), else the
+    container's address, else None with the reason as an error."""
+    if fv is not None:
+        text = fv.text.strip().strip("[]")
         problem = facts.label_host_check(text) if facts.label_host_check else None
         if problem:
-            fail(known["host"], problem)
-        host = text.lower()
-    elif host is None and facts.target_problem:
-        out.errors.append(LabelError(facts.target_problem, container=facts.container, alias=alias))
-    if "host" not in known and "6" in family and facts.default_host_v6:
-        host = facts.default_host_v6
+            problems.label(fv, problem)
+        return text.lower()
+    if any(s.endswith("6") for s in schemes) and facts.default_host_v6:
+        return facts.default_host_v6
+    if facts.target_host is None and facts.target_problem:
+        problems.route(facts.target_problem)
+    return facts.target_host
 
-    if facts.remote and target_port is not None and "host" not in known:
-        for s in schemes:
-            published = facts.published.get((target_port, s[:3]))
-            if published is None:
-                out.errors.append(
-                    LabelError(
-                        f"port {target_port}/{s[:3]} is not published on the remote host",
-                        container=facts.container,
-                        alias=alias,
-                    )
-                )
-            else:
-                target_port = published
 
-    if out.errors or target_port is None or host is None:
-        return out
+def target_ports(
+    target_port: int | None,
+    schemes: list[str],
+    facts: RouteFacts,
+    host_label: bool,
+    problems: Problems,
+) -> dict[str, int]:
+    """The port each scheme dials: the target port, or on a remote engine (unless a ``host``
+    label names the target) the port the engine publishes it on for that protocol."""
+    if target_port is None:
+        return {}
+    if not facts.remote or host_label:
+        return {s: target_port for s in schemes}
+    ports: dict[str, int] = {}
     for s in schemes:
-        proto_values = {
-            k: v
-            for k, v in values.items()
-            if not (
-                (k in TCP_ONLY and s.startswith("udp")) or (k in UDP_ONLY and s.startswith("tcp"))
-            )
-        }
-        out.routes.append(
+        published = facts.published.get((target_port, s[:3]))
+        if published is None:
+            problems.route(f"port {target_port}/{s[:3]} is not published on the remote host")
+        else:
+            ports[s] = published
+    return ports
+
+
+def publish(
+    alias: str,
+    bind: str,
+    listen: int | None,
+    host: str,
+    ports: Mapping[str, int],
+    values: Mapping[str, Any],
+    health: Mapping[str, Any],
+    origin: RouteOrigin,
+) -> list[RouteSpec]:
+    """One ``RouteSpec`` per scheme, each with the fields that apply to its protocol."""
+    routes = []
+    for s, port in ports.items():
+        udp = s.startswith("udp")
+        fitting = {k: v for k, v in values.items() if k not in (TCP_ONLY if udp else UDP_ONLY)}
+        routes.append(
             RouteSpec(
                 alias=alias,
                 scheme=cast(Scheme, s),
                 bind=bind,
                 listen_port=listen,
                 target_host=host,
-                target_port=target_port,
-                origin=facts.origin,
+                target_port=port,
+                origin=origin,
                 healthcheck=HealthCheck(**health),
-                **proto_values,
+                **fitting,
             )
         )
+    return routes
+
+
+def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts) -> RouteResult:
+    """The stream routes one alias declares, or why it declares none."""
+    out = RouteResult()
+    problems = Problems(facts.container, alias, out.errors)
+    sorted_fields = classify(fields)
+    for name, fv in sorted_fields.unknown:
+        problems.label(fv, f'unknown field "{name}"{hint(name)}')
+    known = sorted_fields.known
+    scheme = read_scheme(known.get("scheme"), problems)
+    why_not = not_a_stream(scheme, known.get("scheme"), known.get("port"))
+    if why_not:
+        if not out.errors:
+            out.leave(http_route(facts.container, alias, why_not))
+        return out
+    for label in sorted_fields.ignored:
+        out.leave(http_label(facts.container, label))
+    guarded_fields(known, facts.origin.kind, problems)
+
+    listen, target_port = read_ports(
+        known.get("port"), known.get("scheme"), facts.exposed, problems
+    )
+    schemes = schemes_for(scheme, target_port, facts.exposed)
+    values, health = convert_values(known, problems)
+    proxy_protocol(known, values, schemes, problems)
+    bind = read_bind(known.get("bind"), schemes, facts.default_bind, problems)
+    host = read_host(known.get("host"), schemes, facts, problems)
+    ports = target_ports(target_port, schemes, facts, "host" in known, problems)
+    if out.errors or not ports or host is None:
+        return out
+    out.routes = publish(alias, bind, listen, host, ports, values, health, facts.origin)
     return out

@@ -1,12 +1,16 @@
-"""Where a route forwards to: the container's address (labels.md "Target address") and the
-``host`` rule that keeps labels from targeting loopback or foreign addresses. Pure."""
+"""Where a route forwards to (docs/labels.md "Where a route forwards to"): the container's
+address, and the ``host`` rule that keeps labels from targeting loopback or foreign
+addresses. Pure."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from godoxy_streams.containers import ContainerInfo
+from godoxy_streams.errors import LabelError
 from godoxy_streams.labels.context import ParseContext
+from godoxy_streams.labels.precedence import FieldValue
 
 
 class TargetProblem(ValueError):
@@ -44,6 +48,37 @@ def several_networks_note(info: ContainerInfo, chosen: str) -> str | None:
             f"forwarding to {chosen!r}; set proxy.network to choose"
         )
     return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The container's address for its routes: ``host``, or why there is none (``problem``,
+    an error of each route), or a container-level ``error``; ``note`` when the choice was not
+    obvious."""
+
+    host: str | None = None
+    problem: str | None = None
+    note: str | None = None
+    error: LabelError | None = None
+
+
+def container_target(info: ContainerInfo, network: FieldValue | None, ctx: ParseContext) -> Target:
+    """Where the container's routes dial (docs/labels.md "Where a route forwards to")."""
+    if ctx.remote_host:
+        return Target(host=ctx.remote_host)
+    if info.host_network:
+        return Target(host="127.0.0.1")
+    wanted = network.text if network else None
+    try:
+        chosen, address = pick_network(info, wanted, ctx)
+    except TargetProblem as exc:
+        if network is None:
+            return Target(problem=str(exc))
+        error = LabelError(str(exc), container=info.name, label=network.label, value=network.raw)
+        return Target(error=error)
+    host = info.compose_service if ctx.mode == "compose" else address
+    note = several_networks_note(info, chosen) if not wanted and ctx.mode == "docker" else None
+    return Target(host=host, note=note)
 
 
 def check_label_host(host: str, info: ContainerInfo, ctx: ParseContext) -> str | None:

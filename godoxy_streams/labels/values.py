@@ -31,28 +31,30 @@ def parse_bool(text: str) -> bool:
     raise ValueProblem("expected a boolean: true/false/1/0/yes/no/on/off")
 
 
-def _port_number(text: str) -> int:
+def _port_number(text: str, *, zero: bool = False) -> int:
     text = text.strip()
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not text.isdigit() or not (0 if zero else 1) <= int(text) <= 65535:
         raise ValueProblem("expected [LISTEN:]TARGET with ports 1-65535")
     return int(text)
 
 
 def parse_port(text: str) -> tuple[int | None, int]:
-    """``LISTEN:TARGET`` -> (listen, target); ``TARGET`` or ``:TARGET`` -> (None, target)."""
+    """``LISTEN:TARGET`` -> (listen, target); ``TARGET``, ``:TARGET`` or GoDoxy's ``0:TARGET``
+    -> (None, target): pick a free listen port."""
     parts = text.strip().split(":")
     if len(parts) == 1:
         return None, _port_number(parts[0])
     if len(parts) == 2:
-        listen = None if parts[0].strip() == "" else _port_number(parts[0])
-        return listen, _port_number(parts[1])
+        listen = None if parts[0].strip() == "" else _port_number(parts[0], zero=True)
+        return listen or None, _port_number(parts[1])
     raise ValueProblem("expected [LISTEN:]TARGET with ports 1-65535")
 
 
 def has_listen_part(text: str) -> bool:
-    """Whether a port value names a listen port (``2222:22``), which makes a route a stream."""
+    """Whether a port value names a non-zero listen port (``2222:22``), which makes a route a
+    stream; ``0:22`` (pick a port) does not, as in GoDoxy."""
     head, sep, _ = text.strip().partition(":")
-    return bool(sep) and head.strip() != ""
+    return bool(sep) and head.strip().strip("0") != ""
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -1,8 +1,12 @@
-"""The reconciler: keeps the index of known containers and static routes, and on every change
-runs one pass: parse -> desired (conflicts) -> plan -> manager.apply.
+"""The reconciler: keeps the known containers and static routes, and on every change runs one
+pass: decide the touched listen sockets -> plan -> manager.apply.
 
-Input arrives incrementally (one container at a time); each pass decides on the full state,
-so a missed event heals on the next pass. Changes during a pass fold into one more pass.
+Input arrives one container at a time (or as a full list at a resync, where containers whose
+listing did not change are skipped before any parsing). Each container's parsed routes are its
+contribution to the desired state (``decide.index``), which decides again only the socket
+groups a change touched: the work per event does not grow with the number of containers, and
+the result is the same as deciding everything from scratch. Changes during a pass fold into
+one more pass.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from loguru import logger
 
 from godoxy_streams.containers import ContainerInfo, signal_number
-from godoxy_streams.decide.desired import Conflict, build_desired, identity
-from godoxy_streams.decide.plan import make_plan
+from godoxy_streams.decide.desired import Conflict, identity
+from godoxy_streams.decide.index import Contributor, DesiredIndex
 from godoxy_streams.errors import LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
 from godoxy_streams.model import RouteSpec
@@ -25,6 +29,7 @@ from godoxy_streams.reconcile.timeline import note_conflicts
 from godoxy_streams.runtime.manager import ApplyReport, StreamManager
 
 EngineKey = tuple[str, str]  # (engine, container id)
+STATIC: Contributor = ("file",)
 NOTED_MAX = 10_000  # informational notes remembered so each is logged once
 STOP_GRACE = 60.0  # seconds a container told to stop counts as stopping while still running
 
@@ -33,6 +38,7 @@ STOP_GRACE = 60.0  # seconds a container told to stop counts as stopping while s
 class ContainerEntry:
     info: ContainerInfo
     result: ParseResult
+    listed: ContainerInfo | None = None  # as the last full list showed it (skip if unchanged)
 
     @property
     def serving(self) -> bool:
@@ -54,6 +60,7 @@ class Reconciler:
         self.manager = manager
         self.ctx = ctx
         self.containers: dict[EngineKey, ContainerEntry] = {}
+        self.index = DesiredIndex()
         self.static = ParseResult()
         self.own_ids: set[str] = set()
         self.last = PassReport()
@@ -80,7 +87,7 @@ class Reconciler:
             self._engine_protos[engine] = protos
             for key, entry in list(self.containers.items()):
                 if key[0] == engine:
-                    self.containers[key] = ContainerEntry(entry.info, self._parse(entry.info))
+                    self._store(key, ContainerEntry(entry.info, self._parse(entry.info)))
             self.mark_dirty()
 
     def _parse(self, info: ContainerInfo) -> ParseResult:
@@ -98,22 +105,43 @@ class Reconciler:
                 logger.info(note)
         return result
 
-    def update(self, info: ContainerInfo) -> None:
+    def _store(self, key: EngineKey, entry: ContainerEntry) -> None:
+        """Keep ``entry`` and hand its routes (none unless it serves) to the index."""
+        self.containers[key] = entry
+        serving = entry.serving and key[1] not in self.own_ids
+        self.index.set_routes(key, entry.result.routes if serving else ())
+
+    def _forget(self, key: EngineKey) -> bool:
+        if self.containers.pop(key, None) is None:
+            return False
+        self.index.set_routes(key, ())
+        return True
+
+    def update(self, info: ContainerInfo, *, listed: bool = False) -> None:
+        """What one container is now: from an inspect, or (``listed``) from a full list,
+        which cannot tell the image's stop signal and is skipped when unchanged."""
         key = (info.engine, info.id)
+        entry = self.containers.get(key)
+        listing = info if listed else None
+        if listed and entry is not None:
+            if entry.listed == info:
+                return
+            info = replace(info, stop_signal=entry.info.stop_signal)
         told = self._stopping.get(key)
         if told is not None:
             if info.running and time.monotonic() - told < STOP_GRACE:
                 info = replace(info, state="stopping")
             else:
                 del self._stopping[key]
-        entry = self.containers.get(key)
         if entry is not None and entry.info == info:
+            if listing is not None:
+                entry.listed = listing
             return
         result = self._parse(info)
         if info.running and (entry is None or entry.result.errors != result.errors):
             for error in result.errors:
                 logger.bind(container=info.name, label=error.label).warning(f"invalid: {error}")
-        self.containers[key] = ContainerEntry(info, result)
+        self._store(key, ContainerEntry(info, result, listing))
         self.mark_dirty()
 
     def set_state(self, engine: str, container_id: str, state: str) -> None:
@@ -121,9 +149,8 @@ class Reconciler:
         engine may hold the container for a second of cleanup, its routes must not wait."""
         entry = self.containers.get((engine, container_id))
         if entry is not None and entry.info.state != state:
-            self.containers[(engine, container_id)] = ContainerEntry(
-                replace(entry.info, state=state), entry.result
-            )
+            info = replace(entry.info, state=state)
+            self._store((engine, container_id), ContainerEntry(info, entry.result))
             self.mark_dirty()
 
     def signalled(self, engine: str, container_id: str, sent: str) -> None:
@@ -160,29 +187,33 @@ class Reconciler:
 
     def remove(self, engine: str, container_id: str) -> None:
         self._stopping.pop((engine, container_id), None)
-        if self.containers.pop((engine, container_id), None) is not None:
+        if self._forget((engine, container_id)):
             self.mark_dirty()
 
     def replace_engine(self, engine: str, infos: list[ContainerInfo]) -> None:
         """A full list from one engine: update what changed, forget what is gone."""
         seen = {info.id for info in infos}
         for key in [k for k in self.containers if k[0] == engine and k[1] not in seen]:
-            del self.containers[key]
-            self.mark_dirty()
+            self._forget(key)
         for info in infos:
-            self.update(info)
-        self.mark_dirty()
+            self.update(info, listed=True)
+        self.mark_dirty()  # one pass per list, so the first sync always reports
 
     def set_static(self, result: ParseResult) -> None:
         for error in result.errors:
             logger.warning(f"invalid static route: {error}")
         self.static = result
+        self.index.set_routes(STATIC, result.routes)
         self.mark_dirty()
 
     def own_container(self, info: ContainerInfo) -> None:
         """The container this daemon runs in: never routed; the networks it is on decide which
         address of a container on several networks is dialled."""
-        self.own_ids.add(info.id)
+        if info.id not in self.own_ids:
+            self.own_ids.add(info.id)
+            entry = self.containers.get((info.engine, info.id))
+            if entry is not None:
+                self._store((info.engine, info.id), entry)
         networks = frozenset(n for n, ip in info.networks.items() if ip)
         if self.ctx.own_networks != networks:
             self.set_context(replace(self.ctx, own_networks=networks))
@@ -192,7 +223,7 @@ class Reconciler:
             return
         self.ctx = ctx
         for key, entry in list(self.containers.items()):
-            self.containers[key] = ContainerEntry(entry.info, self._parse(entry.info))
+            self._store(key, ContainerEntry(entry.info, self._parse(entry.info)))
         self.mark_dirty()
 
     def mark_dirty(self) -> None:
@@ -214,13 +245,34 @@ class Reconciler:
         return errors
 
     async def reconcile(self) -> PassReport:
+        """One pass: decide the touched socket groups, apply their plan, log new conflicts."""
         started = time.monotonic()
-        running = self.manager.running_specs()
-        desired = build_desired(self.candidates(), holders=running.values())
-        applied = await self.manager.apply(make_plan(desired.routes, running))
-        for conflict in desired.conflicts:
-            seen = (identity(conflict.route), conflict.route.key, identity(conflict.holder))
-            if seen not in self._conflicts_seen:
+        running = self.manager.specs
+        self.index.mark(self.manager.failed)  # a failed bind is retried at every pass
+        plan = self.index.decide(running)
+        touched = [*plan.stop, *(s.key for s in plan.retarget), *(s.key for s in plan.start)]
+        before = {key: running.get(key) for key in touched}
+        applied = await self.manager.apply(plan)
+        self.index.applied(before, running)
+        conflicts = self.index.conflicts()
+        self._log_new_conflicts(conflicts)
+        note_conflicts(self.manager.events, self.last.conflicts, conflicts, self.manager.running)
+        self.last = PassReport(conflicts, applied, time.time(), time.monotonic() - started)
+        self.passes += 1
+        if self.on_pass is not None:
+            self.on_pass(self.last)
+        if self.index.dirty:  # routes started or stopped holding a socket: rank again
+            self.mark_dirty()
+        async with self._changed:
+            self._changed.notify_all()
+        return self.last
+
+    def _log_new_conflicts(self, conflicts: tuple[Conflict, ...]) -> None:
+        seen: set[tuple[object, ...]] = set()
+        for conflict in conflicts:
+            mark = (identity(conflict.route), conflict.route.key, identity(conflict.holder))
+            seen.add(mark)
+            if mark not in self._conflicts_seen:
                 spec = conflict.route
                 logger.bind(
                     protocol=spec.scheme,
@@ -229,19 +281,7 @@ class Reconciler:
                     route=spec.alias,
                     source=spec.origin.name,
                 ).warning(f"route conflict: {conflict.message}")
-        self._conflicts_seen = {
-            (identity(c.route), c.route.key, identity(c.holder)) for c in desired.conflicts
-        }
-        note_conflicts(
-            self.manager.events, self.last.conflicts, desired.conflicts, self.manager.running
-        )
-        self.last = PassReport(desired.conflicts, applied, time.time(), time.monotonic() - started)
-        self.passes += 1
-        if self.on_pass is not None:
-            self.on_pass(self.last)
-        async with self._changed:
-            self._changed.notify_all()
-        return self.last
+        self._conflicts_seen = seen
 
     async def run(self) -> None:
         """Reconcile whenever something changed, one pass at a time, forever."""

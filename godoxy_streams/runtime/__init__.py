@@ -1,1 +1,1 @@
-"""Acting on the plan: the stream manager, upstream health monitoring, access logs."""
+"""Acting on the plan: the stream manager, upstream health, access logs, TLS certificates."""

@@ -5,8 +5,9 @@ A member is probed when its route's health check is enabled, the container has n
 HEALTHCHECK (Docker's state is authoritative, and reaches the pool through the route spec),
 and there is something to probe (TCP connect, through the agent's tunnel for an agent's
 containers; UDP only with a ``healthcheck.send`` payload).
-``sync`` runs after every reconcile pass: monitors of unchanged members keep running (and
-their state), new members get one, gone members' monitors are cancelled.
+``sync_route`` runs for each route a reconcile pass started, stopped or retargeted: monitors
+of unchanged members keep running (and their state), new members get one, gone members'
+monitors are cancelled.
 """
 
 from __future__ import annotations
@@ -37,36 +38,39 @@ def member_key(member: Member) -> str:
 
 
 class HealthChecks:
-    """The probe tasks of every running route's members."""
+    """The probe tasks of every running route's members, kept per route so a pass touches
+    only the routes it changed."""
 
     def __init__(
         self, tunnels: Mapping[str, EngineTunnel] | None = None, events: EventLog | None = None
     ) -> None:
-        self._tasks: dict[MonitorKey, asyncio.Task[None]] = {}
+        self._tasks: dict[RouteKey, dict[MonitorKey, asyncio.Task[None]]] = {}
         self._tunnels = tunnels if tunnels is not None else {}
         self._events = events if events is not None else EventLog()
 
-    def sync(self, routes: Mapping[RouteKey, tuple[RouteSpec, Pool]]) -> None:
-        wanted: dict[MonitorKey, tuple[RouteSpec, Member, Pool]] = {}
-        for key, (spec, pool) in routes.items():
+    def sync_route(self, key: RouteKey, spec: RouteSpec | None, pool: Pool | None) -> None:
+        """Probe the members of the route now running on ``key`` (None: nothing runs there):
+        monitors of unchanged members keep running, new members get one, gone ones end."""
+        wanted: dict[MonitorKey, Member] = {}
+        if spec is not None and pool is not None and not spec.healthcheck.disable:
             check = spec.healthcheck
-            if check.disable:
-                continue
             for member in spec.members:
                 if member.origin.health is None:
-                    mkey = (key, member_key(member), member.address, check, id(pool))
-                    wanted[mkey] = (spec, member, pool)
-        for gone in [k for k in self._tasks if k not in wanted]:
-            self._tasks.pop(gone).cancel()
-        for mkey, (spec, member, pool) in wanted.items():
-            if mkey not in self._tasks:
+                    wanted[(key, member_key(member), member.address, check, id(pool))] = member
+        tasks = self._tasks.pop(key, {})
+        for gone in [k for k in tasks if k not in wanted]:
+            tasks.pop(gone).cancel()
+        for mkey, member in wanted.items():
+            if mkey not in tasks and spec is not None and pool is not None:
                 tunnel = self._tunnels.get(member.origin.engine)
                 probe = probe_for(spec.proto, member.address, spec.healthcheck, tunnel)
                 if probe is not None:
                     report = self._reporter(spec, member, pool)
                     monitor = HealthMonitor(probe, spec.healthcheck, report)
                     name = f"health {spec.alias} {where(member.address)}"
-                    self._tasks[mkey] = asyncio.create_task(monitor.run(), name=name)
+                    tasks[mkey] = asyncio.create_task(monitor.run(), name=name)
+        if tasks:
+            self._tasks[key] = tasks
 
     def _reporter(
         self, spec: RouteSpec, member: Member, pool: Pool
@@ -87,6 +91,7 @@ class HealthChecks:
         return report
 
     def close(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
+        for tasks in self._tasks.values():
+            for task in tasks.values():
+                task.cancel()
         self._tasks.clear()

@@ -5,6 +5,8 @@ for a plain route) and their health checks. A bind failure is an error of that r
 (kept in ``failed`` and retried by the next reconcile), never a crash. Stopped streams free
 their port at once and drain in the background. A changed member set (a replica joining or
 leaving, a Docker health change) updates the pool in place: no rebind, live connections kept.
+A route with no listen port binds the port it picked before (``kept_ports``); routes with a
+listen port start first, so a port a label names wins over one only kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.access_log import access_logger
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
+from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.sampler import Sampled, Sampler
 from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.runtime.views import failed_view, running_view
@@ -42,6 +45,7 @@ Stream = TCPStream | UDPStream
 class RunningRoute:
     spec: RouteSpec
     stream: Stream
+    notice: str | None = None  # e.g. a kept port was taken and a new one picked
     id: str = field(init=False)  # the socket's id (it outlives retargets)
 
     def __post_init__(self) -> None:
@@ -81,10 +85,13 @@ class StreamManager:
         self,
         settings: Settings,
         tunnels: Mapping[str, EngineTunnel] | None = None,
+        kept_ports: KeptPorts | None = None,
         events: EventLog | None = None,
     ) -> None:
         self._settings = settings
+        self.kept_ports = kept_ports or KeptPorts()  # default: kept while this manager lives
         self.running: dict[RouteKey, RunningRoute] = {}
+        self.specs: dict[RouteKey, RouteSpec] = {}  # running[key].spec, kept in step
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closing_streams: dict[asyncio.Task[None], Stream] = {}
@@ -106,7 +113,13 @@ class StreamManager:
         """The running and failed routes for the read model, counters as of now."""
         views = [
             running_view(
-                r.spec, r.bound_port, r.stream.stats, r.stream.pool, r.stream.balancing, r.id
+                r.spec,
+                r.bound_port,
+                r.stream.stats,
+                r.stream.pool,
+                r.stream.balancing,
+                notice=r.notice,
+                route_id=r.id,
             )
             for r in self.running.values()
         ]
@@ -126,7 +139,7 @@ class StreamManager:
         }
 
     def running_specs(self) -> dict[RouteKey, RouteSpec]:
-        return {key: route.spec for key, route in self.running.items()}
+        return dict(self.specs)
 
     def route_acl(self, spec: RouteSpec) -> Acl | None:
         """The global ACL and the route's own, combined (a route can only narrow the global)."""
@@ -174,8 +187,10 @@ class StreamManager:
         for key in plan.stop:
             self.failed.pop(key, None)
             route = self.running.pop(key, None)
+            self.specs.pop(key, None)
             if route is not None:
                 self._log(route.spec, "stop", route.bound_port)
+                self.kept_ports.release(route.spec, route.bound_port)
                 timeline.stopped(self.events, route.spec, route.bound_port)
                 self._close_in_background(route.stream)
                 stopped.append(key)
@@ -188,32 +203,40 @@ class StreamManager:
             if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
                 self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
             timeline.retargeted(self.events, route.spec, spec)
-            route.spec = spec
+            route.spec = self.specs[spec.key] = spec
             retargeted.append(spec.key)
         started, failed = [], {}
-        for spec in plan.start:
+        for spec in sorted(plan.start, key=lambda s: s.listen_port is None):
             error = await self._start(spec)
             if error is None:
                 started.append(spec.key)
             else:
                 failed[spec.key] = error
-        self.health.sync(
-            {k: (r.spec, r.stream.pool) for k, r in self.running.items() if r.stream.pool}
-        )
+        for key in (*stopped, *retargeted, *started):
+            route = self.running.get(key)
+            if route is not None and route.stream.pool is not None:
+                self.health.sync_route(key, route.spec, route.stream.pool)
+            else:
+                self.health.sync_route(key, None, None)
+        self.kept_ports.save()
         return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
 
-    async def _start(self, spec: RouteSpec) -> str | None:
+    async def _serve(self, spec: RouteSpec, port: int) -> Stream:
         stream_cls = UDPStream if spec.proto == "udp" else TCPStream
         stream = stream_cls(
-            (spec.bind, spec.listen_port or 0),
+            (spec.bind, port),
             spec.target,
             options=self.options_for(spec),
             name=f"{spec.origin.name}/{spec.alias}",
         )
         stream.set_pool(member_specs(spec), spec.balance)
         on_close = access_logger(spec) if self._access_log else None
+        await stream.serve(on_close=on_close)
+        return stream
+
+    async def _start(self, spec: RouteSpec) -> str | None:
         try:
-            await stream.serve(on_close=on_close)
+            stream, notice = await self.kept_ports.bind(spec, lambda p: self._serve(spec, p))
         except ListenError as exc:
             message = (
                 f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"
@@ -225,7 +248,8 @@ class StreamManager:
             self.failed[spec.key] = (spec, message)
             return message
         self.failed.pop(spec.key, None)
-        self.running[spec.key] = RunningRoute(spec, stream)
+        self.running[spec.key] = RunningRoute(spec, stream, notice)
+        self.specs[spec.key] = spec
         extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
         self._log(spec, "start", stream.local_addr[1], **extra)
         timeline.started(self.events, spec, stream.local_addr[1])
@@ -258,14 +282,17 @@ class StreamManager:
     async def close_all(self, *, grace: float | None = None, kill: bool = False) -> None:
         """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
         routes, self.running = list(self.running.values()), {}
+        self.specs = {}
         self.health.close()
         for route in routes:
             self._log(route.spec, "stop", route.bound_port)
+            self.kept_ports.release(route.spec, route.bound_port)
             if kill:
                 self._close_in_background(route.stream, on_stop="kill")
             elif grace is not None:
                 self._close_in_background(route.stream, grace=min(grace, route.spec.drain_timeout))
             else:
                 self._close_in_background(route.stream)
+        self.kept_ports.save()
         if self._closing:
             await asyncio.wait(set(self._closing))

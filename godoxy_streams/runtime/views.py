@@ -68,6 +68,7 @@ def running_view(
     stats: StreamStats,
     pool: Pool | None,
     balancing: bool,
+    notice: str | None = None,
     route_id: str = "",
 ) -> RouteView:
     """A bound route: ``running`` while some member may take connections, else
@@ -79,6 +80,7 @@ def running_view(
         error=None if healthy else "no healthy upstream",
         listen_port=bound_port,
         live=partial(live_state, stats, pool, balancing),
+        notice=notice,
         socket_id=route_id,
     )
 

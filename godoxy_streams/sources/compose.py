@@ -108,7 +108,8 @@ def _ports(service: Mapping[str, Any]) -> tuple[PortFact, ...]:
 
 
 def containers_of(document: Any, *, project: str) -> list[ContainerInfo]:
-    """One ``ContainerInfo`` per compose service (named after the service)."""
+    """One ``ContainerInfo`` per compose service, named as its container will be: its
+    ``container_name``, else the service (what the default alias becomes either way)."""
     if not isinstance(document, dict) or not isinstance(document.get("services"), dict):
         raise ConfigError("not a compose file: expected a top-level 'services:' mapping")
     project = str(document.get("name") or project)
@@ -125,7 +126,7 @@ def containers_of(document: Any, *, project: str) -> list[ContainerInfo]:
         infos.append(
             ContainerInfo(
                 id=f"compose:{name}",
-                name=str(name),
+                name=str(service.get("container_name") or name),
                 labels=labels,
                 networks={str(n): "" for n in nets} if network_mode != "host" else {},
                 network_mode=network_mode,

@@ -171,73 +171,37 @@ class Watcher:
         return any(not task.running for task in tasks or [])
 
     async def _follow(self, source: DockerSource, since: float) -> None:
-        pending: set[str] = set()
-        swarm_changed = False
-        wake = asyncio.Event()
+        await _Follower(self, source, since).run()
 
-        async def collect() -> None:
-            nonlocal swarm_changed
-            async for event in source.events(since=since):
-                self._note(event)
-                if event.swarm:
-                    swarm_changed = True
-                    wake.set()
-                if event.kind in ("service", "node"):
-                    continue
-                if event.kind == "container" and event.action in STOPPING:
-                    self.sink.set_state(self.engine, event.container_id, STOPPING[event.action])
-                elif event.kind == "container" and event.signal:
-                    self.sink.signalled(self.engine, event.container_id, event.signal)
-                elif event.kind == "container" and event.action in ("start", "unpause"):
-                    self.sink.clear_stopping(self.engine, event.container_id)
-                pending.add(event.container_id)
-                wake.set()
+    def _note(self, event: EngineEvent) -> None:
+        logger.debug(f"engine event {event.kind} {event.action} {event.container_id[:12]}")
 
-        loop = asyncio.get_running_loop()
 
-        settle_timer: asyncio.TimerHandle | None = None
+class _Follower:
+    """One connection's follow loop: events (a few say for sure what happened, the rest name a
+    container to look at), the named containers inspected in batches after a short
+    ``coalesce_window``, Swarm tasks looked at again while they settle, and a full relist
+    every ``resync_interval``. The first of its tasks to end (the stream closing, an
+    ``EngineError``) ends them all."""
 
-        def settle() -> None:
-            nonlocal swarm_changed, settle_timer
-            settle_timer = None
-            swarm_changed = True
-            wake.set()
+    def __init__(self, watcher: Watcher, source: DockerSource, since: float) -> None:
+        self.watcher = watcher
+        self.source = source
+        self.since = since
+        self.sink = watcher.sink
+        self.engine = watcher.engine
+        self.pending: set[str] = set()
+        self.swarm_changed = False
+        self.wake = asyncio.Event()
+        self.settle_timer: asyncio.TimerHandle | None = None
+        self.settling = 0
 
-        async def flush() -> None:
-            nonlocal swarm_changed, settle_timer
-            settling = 0
-            while True:
-                await wake.wait()
-                if self.settings.coalesce_window:
-                    await asyncio.sleep(self.settings.coalesce_window)
-                wake.clear()
-                if swarm_changed:
-                    swarm_changed = False
-                    if await self._sync_swarm(source):  # look again (one timer), backing off
-                        if settle_timer is None:
-                            delay = min(SWARM_SETTLE * 2**settling, 15.0)
-                            settle_timer = loop.call_later(delay, settle)
-                            settling += 1
-                    else:
-                        settling = 0
-                ids = list(pending)
-                pending.clear()
-                infos = await asyncio.gather(*(source.inspect(cid) for cid in ids))
-                for cid, info in zip(ids, infos, strict=True):
-                    if info is None:
-                        self.sink.remove(self.engine, cid)
-                    else:
-                        self.sink.update(info)
-
-        async def resync() -> None:
-            while True:
-                await asyncio.sleep(self.settings.resync_interval)
-                await self._sync(source)
-
+    async def run(self) -> None:
+        endpoint = self.watcher.endpoint
         tasks = [
-            asyncio.create_task(collect(), name=f"events of {self.endpoint}"),
-            asyncio.create_task(flush(), name=f"inspect for {self.endpoint}"),
-            asyncio.create_task(resync(), name=f"resync of {self.endpoint}"),
+            asyncio.create_task(self.collect(), name=f"events of {endpoint}"),
+            asyncio.create_task(self.flush(), name=f"inspect for {endpoint}"),
+            asyncio.create_task(self.resync(), name=f"resync of {endpoint}"),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -245,11 +209,73 @@ class Watcher:
                 task.result()
             raise EngineError("the event stream ended")
         finally:
-            if settle_timer is not None:
-                settle_timer.cancel()
+            if self.settle_timer is not None:
+                self.settle_timer.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _note(self, event: EngineEvent) -> None:
-        logger.debug(f"engine event {event.kind} {event.action} {event.container_id[:12]}")
+    async def collect(self) -> None:
+        async for event in self.source.events(since=self.since):
+            self.watcher._note(event)
+            if event.swarm:
+                self.swarm_changed = True
+                self.wake.set()
+            if event.kind in ("service", "node"):
+                continue
+            if event.kind == "container":
+                self._what_it_says(event)
+            self.pending.add(event.container_id)
+            self.wake.set()
+
+    def _what_it_says(self, event: EngineEvent) -> None:
+        """Act at once on what a container event says for sure; an inspect confirms later."""
+        cid = event.container_id
+        if event.action in STOPPING:
+            self.sink.set_state(self.engine, cid, STOPPING[event.action])
+        elif event.signal:
+            self.sink.signalled(self.engine, cid, event.signal)
+        elif event.action in ("start", "unpause"):
+            self.sink.clear_stopping(self.engine, cid)
+
+    async def flush(self) -> None:
+        window = self.watcher.settings.coalesce_window
+        while True:
+            await self.wake.wait()
+            if window:
+                await asyncio.sleep(window)
+            self.wake.clear()
+            if self.swarm_changed:
+                self.swarm_changed = False
+                await self._look_at_swarm()
+            await self._inspect_pending()
+
+    async def _look_at_swarm(self) -> None:
+        """Swarm tasks again; while some are not running yet, again after a backing-off
+        pause (one timer), since the manager updates them with no event of their own."""
+        if not await self.watcher._sync_swarm(self.source):
+            self.settling = 0
+        elif self.settle_timer is None:
+            delay = min(SWARM_SETTLE * 2**self.settling, 15.0)
+            self.settle_timer = asyncio.get_running_loop().call_later(delay, self._settled)
+            self.settling += 1
+
+    def _settled(self) -> None:
+        self.settle_timer = None
+        self.swarm_changed = True
+        self.wake.set()
+
+    async def _inspect_pending(self) -> None:
+        ids = list(self.pending)
+        self.pending.clear()
+        infos = await asyncio.gather(*(self.source.inspect(cid) for cid in ids))
+        for cid, info in zip(ids, infos, strict=True):
+            if info is None:
+                self.sink.remove(self.engine, cid)
+            else:
+                self.sink.update(info)
+
+    async def resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.watcher.settings.resync_interval)
+            await self.watcher._sync(self.source)

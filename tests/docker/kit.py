@@ -457,7 +457,9 @@ def sweep(client: docker.DockerClient, *, own: bool = False) -> list[str]:
     without a session label, and other hosts' after STALE_AFTER seconds.
     """
     removed: list[str] = []
-    for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+    # ignore_removed: another session may remove its containers while this list inspects them
+    listed = client.containers.list(all=True, filters={"label": f"{LABEL}=1"}, ignore_removed=True)
+    for c in listed:
         if abandoned(c.name, c.labels, c.attrs.get("Created", ""), own=own):
             try:
                 c.remove(force=True, v=True)

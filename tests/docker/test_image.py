@@ -74,3 +74,30 @@ def test_image_never_routes_itself_and_warns_about_bridge_mode(
     assert "route=self" not in text, text
     assert text.count("runs in the default bridge network") == 1, text
     assert other.name in text
+
+
+def test_image_keeps_picked_ports_in_its_state_dir_or_says_where(
+    docker_client: Any, daemon_image: str, run_container: Any
+) -> None:
+    """The non-root user writes /var/lib/godoxy-streams; on a read-only root filesystem with
+    a tmpfs /tmp it falls back to /tmp/godoxy-streams-10001 and says so once."""
+    ns = unique_namespace()
+    socket_gid = os.stat("/var/run/docker.sock").st_gid
+    run_container(labels={f"{ns}.auto.scheme": "tcp", f"{ns}.auto.port": "7"})
+    common = {
+        "image": daemon_image,
+        "command": ["run", "--namespace", ns],
+        "volumes": {"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}},
+        "group_add": [str(socket_gid)],
+        "wait_ready": False,
+    }
+    plain = run_container(**common)
+    saved = lambda: plain.exec_run(["cat", "/var/lib/godoxy-streams/ports.json"])  # noqa: E731
+    result = eventually(lambda: (r := saved()).exit_code == 0 and r, 30, what="ports.json")
+    assert b"|auto|tcp" in result.output and b'"port":' in result.output
+    locked = run_container(read_only=True, tmpfs={"/tmp": ""}, **common)
+    logs = lambda: locked.logs().decode(errors="replace")  # noqa: E731
+    eventually(lambda: "route=auto" in logs(), timeout=30, what="the auto route started")
+    text = logs()
+    assert text.count("is not writable") == 1, text
+    assert "/tmp/godoxy-streams-10001/ports.json" in text, text

@@ -1,4 +1,5 @@
-"""Loopback backends and clients for the data-plane tests: echo, tagged echo, capture, UDP echo.
+"""Loopback backends and clients for the data-plane tests: echo, tagged echo, capture, UDP echo
+(TCP backends may speak TLS).
 
 Everything binds 127.0.0.1 or ::1 (or a wildcard, for the pktinfo test) on port 0 and is
 closed by its context manager; clients may bind another 127.0.0.x source (``source=``).
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -35,7 +37,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
 
 
 @contextlib.asynccontextmanager
-async def tcp_backend(handler: Handler, host: str = LOCAL) -> AsyncIterator[Backend]:
+async def tcp_backend(
+    handler: Handler, host: str = LOCAL, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Backend]:
     backend: Backend
 
     async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -48,7 +52,7 @@ async def tcp_backend(handler: Handler, host: str = LOCAL) -> AsyncIterator[Back
         finally:
             writer.close()
 
-    server = await asyncio.start_server(on_conn, host, 0, limit=1 << 20)
+    server = await asyncio.start_server(on_conn, host, 0, limit=1 << 20, ssl=tls)
     backend = Backend(server)
     try:
         yield backend

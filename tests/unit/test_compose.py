@@ -8,6 +8,7 @@ import pytest
 
 from godoxy_streams.containers import PortFact
 from godoxy_streams.errors import ConfigError
+from godoxy_streams.labels import ParseContext, parse_container
 from godoxy_streams.sources.compose import interpolate, load_compose
 
 ENV = {"A": "1", "EMPTY": ""}
@@ -65,6 +66,28 @@ services:
     assert ssh.networks == {"back": ""} and ssh.ports == (PortFact(22, "tcp"),)
     assert dns.host_network
     assert dns.ports == (PortFact(53, "udp", 5353), PortFact(80, "tcp", 8080))
+
+
+def test_container_name_is_the_default_alias(tmp_path: Path) -> None:
+    """GoDoxy's wiki examples carry no proxy.aliases: the alias is the container's name, the
+    explicit one when compose sets it (as the daemon sees it), else the service."""
+    path = tmp_path / "compose.yml"
+    path.write_text(
+        """
+services:
+  shell:
+    container_name: bastion
+    labels: {proxy.#1.scheme: tcp, proxy.#1.port: "2222:22"}
+  dns:
+    labels: {proxy.#1.scheme: udp, proxy.#1.port: "5353:53"}
+"""
+    )
+    ctx = ParseContext(mode="compose")
+    routes = [r for info in load_compose(path, env={}) for r in parse_container(info, ctx).routes]
+    assert [(r.alias, r.origin.name, r.listen_port) for r in routes] == [
+        ("bastion", "bastion", 2222),
+        ("dns", "dns", 5353),
+    ]
 
 
 def test_not_a_compose_file(tmp_path: Path) -> None:

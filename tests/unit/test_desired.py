@@ -1,4 +1,4 @@
-"""Listen-socket conflicts (labels.md): who keeps a socket, who waits."""
+"""Listen-socket conflicts (docs/labels.md): who keeps a socket, who waits."""
 
 from __future__ import annotations
 

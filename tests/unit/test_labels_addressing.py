@@ -1,4 +1,4 @@
-"""labels.md: which containers and routes, container-level labels, the four addressing forms,
+"""docs/labels.md: which containers and routes, container-level labels, the four addressing forms,
 shortcuts and precedence."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_index_addressing_hash_and_dollar() -> None:
     [
         ({"proxy.aliases": "a", "proxy.#0.port": "1:2"}, "#0 is out of range"),
         ({"proxy.aliases": "a", "proxy.#2.port": "1:2"}, "#2 is out of range"),
-        ({"proxy.#1.port": "1:2"}, "#1 needs proxy.aliases"),
+        ({"proxy.#2.port": "1:2"}, "#2 is out of range: without proxy.aliases only #1"),
     ],
 )
 def test_bad_index_is_an_error_for_that_label(labels: dict[str, str], needle: str) -> None:

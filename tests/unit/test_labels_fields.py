@@ -1,4 +1,4 @@
-"""labels.md: every field of a stream route, target address rules, all-or-nothing errors."""
+"""docs/labels.md: every field of a stream route, target address rules, all-or-nothing errors."""
 
 from __future__ import annotations
 

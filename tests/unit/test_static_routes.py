@@ -1,4 +1,4 @@
-"""The static routes file (labels.md, last section)."""
+"""The static routes file (docs/labels.md "The static routes file")."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ hooks or an idle timeout, ``guard`` with admission, PROXY protocol or ``on_close
 once, at ``serve``). ``retarget`` swaps the target for new connections only; ``set_pool``
 gives the stream several upstreams (``pool``), and while the pool needs a choice new
 connections use ``balanced`` on top of that class. ``close`` frees the port at once, then
-drains or kills the live connections.
+drains or kills the live connections. A stream without a listener of its own (``prepare``
+instead of ``serve``) relays connections a shared listener hands over (``adopt``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class TCPStream(PooledStream):
         self._local: Address | None = None
         self._drained: asyncio.Future[None] | None = None
         self._hook_tasks: set[asyncio.Future[Any]] = set()
+        self._prepared = False
 
     @property
     def local_addr(self) -> Address:
@@ -79,14 +81,30 @@ class TCPStream(PooledStream):
         ones included)."""
         if self._server is not None:
             raise RuntimeError("stream is already serving")
-        self.loop = asyncio.get_running_loop()
-        self.connect = self.options.dialer or cast(Dialer, self.loop.create_connection)
-        self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
         host, port, family = await resolve_bind("tcp", *self.listen)
         sock = listen_socket("tcp", host, port, family)
         sockname = sock.getsockname()
         self._local = (str(sockname[0]), int(sockname[1]))
-        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name)
+        self.prepare(pre_dial, on_read, on_close)
+        try:
+            self._server = await self.loop.create_server(self.new_conn, sock=sock, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            self._local = None
+            raise
+
+    def prepare(
+        self,
+        pre_dial: Hook | None = None,
+        on_read: Hook | None = None,
+        on_close: OnClose | None = None,
+    ) -> None:
+        """Get ready to relay connections (as ``serve`` does, without a listener of its own:
+        a shared listener, SNI, hands them over with ``adopt``)."""
+        self.loop = asyncio.get_running_loop()
+        self.connect = self.options.dialer or cast(Dialer, self.loop.create_connection)
+        self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
+        self.log = logger.bind(protocol="tcp", listen=where(self.local_addr), stream=self.name)
         options = self.options
         self.refusals = RefusalLog(self.log, self.loop)
         self.admission = admission = Admission.build(options, self.stats, self.refusals, tcp=True)
@@ -103,12 +121,16 @@ class TCPStream(PooledStream):
             hooked=hooked, guarded=options.guarded, recorded=on_close is not None, proxy_in=proxy_in
         )
         self.balancing_changed()
-        try:
-            self._server = await self.loop.create_server(self.new_conn, sock=sock, backlog=BACKLOG)
-        except BaseException:
-            sock.close()
-            self._local = None
-            raise
+        self._prepared = True
+
+    def adopt(self, transport: asyncio.Transport, data: bytes = b"") -> None:
+        """Relay a connection another listener accepted (after ``prepare``), from its start:
+        ``data``, the bytes that listener read already, goes upstream first."""
+        conn = self.conn_cls(self)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        if data and not transport.is_closing():
+            conn.data_received(data)
 
     def new_conn(self) -> Conn:
         return self.conn_cls(self)
@@ -140,7 +162,8 @@ class TCPStream(PooledStream):
             await self._wait_gone(5.0)
         for task in list(self._hook_tasks):
             task.cancel()
-        if server is not None:
+        if self._prepared:
+            self._prepared = False
             self.refusals.close()
 
     async def _wait_gone(self, timeout: float) -> None:

@@ -1,0 +1,203 @@
+"""Incremental desired state: each source's routes kept apart, decisions redone only for the
+listen sockets a change touches.
+
+Routes interact (conflict, pool) only within a socket group: the same protocol and port (any
+bind), or an automatically picked port (the route alone). ``DesiredIndex`` keeps every
+contributor's routes (a container, keyed by engine and id; the static routes file) indexed by
+group, and the decision per group. Replacing one contributor's routes marks the groups its
+old and new routes are in; ``decide`` runs ``build_desired`` and ``make_plan`` for those
+groups only, so the work per event does not grow with the number of containers.
+
+The result equals deciding everything from scratch (``build_desired`` over every candidate,
+``make_plan`` against every running route; the property tests check it): a group's decision
+depends only on its candidates and on which of them hold a socket now (``holding``), and a
+change of either marks the group. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from godoxy_streams.decide.desired import (
+    Conflict,
+    Identity,
+    SocketGroup,
+    build_desired,
+    identity,
+    socket_group,
+)
+from godoxy_streams.decide.plan import Plan, make_plan
+from godoxy_streams.model import RouteKey, RouteSpec
+
+Contributor = tuple[str, ...]  # ("file",), or (engine, container id)
+
+
+@dataclass(frozen=True)
+class GroupDecision:
+    """The winners (routes or pools) and the conflicts of one socket group."""
+
+    routes: Mapping[RouteKey, RouteSpec]
+    conflicts: tuple[Conflict, ...]
+
+
+NO_DECISION = GroupDecision({}, ())
+
+
+def _member_identities(spec: RouteSpec) -> list[Identity]:
+    return [identity(m, spec.proto) for m in spec.members]
+
+
+class DesiredIndex:
+    """Candidates by socket group, the decision per group, and what is held now."""
+
+    def __init__(self) -> None:
+        self._routes: dict[Contributor, tuple[RouteSpec, ...]] = {}
+        self._members: dict[SocketGroup, set[Contributor]] = {}  # contributors per group
+        self._candidate_groups: dict[Identity, set[SocketGroup]] = {}
+        self._decisions: dict[SocketGroup, GroupDecision] = {}
+        self._conflicted: set[SocketGroup] = set()  # groups whose decision has conflicts
+        self._running: dict[SocketGroup, set[RouteKey]] = {}
+        self._held: dict[Identity, int] = {}  # members of running routes, counted
+        self._dirty: set[SocketGroup] = set()
+
+    # -- input -----------------------------------------------------------------------------
+    def set_routes(self, who: Contributor, routes: Iterable[RouteSpec]) -> bool:
+        """Replace ``who``'s candidate routes; True when they changed (groups marked)."""
+        new = tuple(routes)
+        old = self._routes.get(who, ())
+        if old == new:
+            return False
+        for route in old:
+            self._index(who, route, add=False)
+        if new:
+            self._routes[who] = new
+        else:
+            self._routes.pop(who, None)
+        for route in old:  # a group keeps ``who`` while any of its routes remains there
+            group = socket_group(route.key)
+            if not any(socket_group(r.key) == group for r in new):
+                self._drop_member(group, who)
+        for route in new:
+            self._index(who, route, add=True)
+        return True
+
+    def _index(self, who: Contributor, route: RouteSpec, *, add: bool) -> None:
+        group = socket_group(route.key)
+        self._dirty.add(group)
+        groups = self._candidate_groups.setdefault(identity(route), set())
+        if add:
+            self._members.setdefault(group, set()).add(who)
+            groups.add(group)
+        elif not any(
+            socket_group(r.key) == group and identity(r) == identity(route)
+            for c in self._members.get(group, ())
+            if c != who
+            for r in self._routes.get(c, ())
+        ):
+            groups.discard(group)
+            if not groups:
+                del self._candidate_groups[identity(route)]
+
+    def _drop_member(self, group: SocketGroup, who: Contributor) -> None:
+        members = self._members.get(group)
+        if members is not None:
+            members.discard(who)
+            if not members:
+                del self._members[group]
+
+    def mark(self, keys: Iterable[RouteKey]) -> None:
+        """Decide these sockets' groups again at the next ``decide`` (e.g. a failed bind)."""
+        self._dirty.update(socket_group(key) for key in keys)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    # -- decision --------------------------------------------------------------------------
+    def candidates(self, group: SocketGroup) -> list[RouteSpec]:
+        return [
+            route
+            for who in self._members.get(group, ())
+            for route in self._routes[who]
+            if socket_group(route.key) == group
+        ]
+
+    def decide(self, running: Mapping[RouteKey, RouteSpec]) -> Plan:
+        """Decide the marked groups again; the plan that brings ``running`` (every running
+        route, by socket) to the new decisions there."""
+        stop: list[RouteKey] = []
+        retarget: list[RouteSpec] = []
+        start: list[RouteSpec] = []
+        holding = self._held.keys()
+        for group in self._dirty:
+            candidates = self.candidates(group)
+            if len(candidates) == 1:  # the common case: one route, nothing to rank
+                decision = GroupDecision({candidates[0].key: candidates[0]}, ())
+            else:
+                state = build_desired(candidates, holding=holding)
+                decision = GroupDecision(state.routes, state.conflicts)
+            if decision.routes or decision.conflicts:
+                self._decisions[group] = decision
+            else:
+                self._decisions.pop(group, None)
+            if decision.conflicts:
+                self._conflicted.add(group)
+            else:
+                self._conflicted.discard(group)
+            now = {key: running[key] for key in self._running.get(group, ()) if key in running}
+            part = make_plan(decision.routes, now)
+            stop += part.stop
+            retarget += part.retarget
+            start += part.start
+        self._dirty.clear()
+        return Plan(
+            stop=tuple(sorted(stop)),
+            retarget=tuple(sorted(retarget, key=lambda r: r.key)),
+            start=tuple(sorted(start, key=lambda r: r.key)),
+        )
+
+    def applied(
+        self,
+        before: Mapping[RouteKey, RouteSpec | None],
+        after: Mapping[RouteKey, RouteSpec],
+    ) -> None:
+        """A plan was applied: ``before`` has the touched sockets' running routes before it
+        (None: not running), ``after`` every running route now. Groups whose candidates
+        started or stopped holding a socket are marked (their ranking changed)."""
+        flipped: set[Identity] = set()
+        for key, old in before.items():
+            new = after.get(key)
+            if old == new:
+                continue
+            group = socket_group(key)
+            keys = self._running.setdefault(group, set())
+            if new is None:
+                keys.discard(key)
+                if not keys:
+                    del self._running[group]
+            else:
+                keys.add(key)
+            for ident in _member_identities(old) if old is not None else ():
+                count = self._held[ident] - 1
+                if count:
+                    self._held[ident] = count
+                else:
+                    del self._held[ident]
+                    flipped.add(ident)
+            for ident in _member_identities(new) if new is not None else ():
+                count = self._held.get(ident, 0)
+                self._held[ident] = count + 1
+                if not count:
+                    flipped.symmetric_difference_update({ident})
+        for ident in flipped:
+            self._dirty.update(self._candidate_groups.get(ident, ()))
+
+    # -- reading ---------------------------------------------------------------------------
+    def desired(self) -> dict[RouteKey, RouteSpec]:
+        """Every group's winners (walks every group: for reports, not per event)."""
+        return {key: spec for d in self._decisions.values() for key, spec in d.routes.items()}
+
+    def conflicts(self) -> tuple[Conflict, ...]:
+        """Every conflict, in a stable order (walks only the groups that have one)."""
+        return tuple(c for g in sorted(self._conflicted) for c in self._decisions[g].conflicts)

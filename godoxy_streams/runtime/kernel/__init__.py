@@ -1,0 +1,1 @@
+"""The kernel fast path: routes forwarded by nftables DNAT instead of the userspace engine."""

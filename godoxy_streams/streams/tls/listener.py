@@ -1,0 +1,325 @@
+"""One listen socket shared by TCP routes that select their clients by TLS server name.
+
+Each accepted connection starts with a ``HelloReader``: it reads the ClientHello
+(``clienthello``: any segmentation, at most ``MAX_FLIGHT`` bytes, within
+``hello_timeout``), the name table (``names``) picks the route, and the connection is handed
+to that route's ``TCPStream`` (``prepare``d, with no listener of its own):
+
+- passthrough: ``TCPStream.adopt`` relays everything from the first byte (the bytes read
+  are replayed to the upstream unchanged), so the upstream's own TLS works end to end;
+- termination (the route has ``contexts``): ``terminate`` completes the handshake with the
+  route's certificate for that name (and its client CA, if any) and the stream relays the
+  plaintext.
+
+Either way the route's stream applies its ACL, limits, PROXY protocol out, pool, counters
+and close records, as for a connection it accepted itself (when terminating, once the
+handshake is done: a denied client costs a handshake). No route and no default: a
+fatal ``unrecognized_name`` alert, then close. Not TLS, malformed, too large, too slow: a
+reset. Every outcome is counted (``SNIStats``) and refusals are logged at most once a
+second per kind. At most ``max_pending`` connections may be inside their ClientHello, and
+``max_pending_per_source`` from one client address (an IPv6 /64), so that one client
+holding connections open cannot keep the others out.
+
+Routes join and leave with ``set_routes`` (oldest first: an older route keeps a name two
+claim); live connections stay with the stream they were handed to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loguru import logger
+
+from godoxy_streams.errors import ConfigError
+from godoxy_streams.streams.admission import RefusalLog
+from godoxy_streams.streams.limits import source_key
+from godoxy_streams.streams.sockets import (
+    BACKLOG,
+    Address,
+    client_address,
+    listen_socket,
+    resolve_bind,
+    sock_addr,
+    where,
+)
+from godoxy_streams.streams.tcp.relay import reset
+from godoxy_streams.streams.tcp.stream import TCPStream
+from godoxy_streams.streams.tls.clienthello import (
+    ALERT_UNRECOGNIZED_NAME,
+    ClientHello,
+    ClientHelloError,
+    ClientHelloReader,
+    alert,
+)
+from godoxy_streams.streams.tls.names import Conflict, NamePattern, NameTable, server_name
+from godoxy_streams.streams.tls.terminate import ServerContexts, terminate
+
+HELLO_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 10.0
+MAX_PENDING = 4096
+MAX_PENDING_PER_SOURCE = 64
+ALERT_INTERNAL_ERROR = 80
+
+
+@dataclass(frozen=True, eq=False)
+class SNIRoute:
+    """A route on a shared socket: its stream, its names, and how it terminates TLS."""
+
+    stream: TCPStream
+    names: tuple[NamePattern, ...]
+    contexts: ServerContexts | None = None  # set: terminate TLS with these certificates
+    client_ca: str | None = None  # terminating: clients need a certificate from this CA
+
+
+@dataclass(slots=True)
+class SNIStats:
+    accepted: int = 0
+    routed: int = 0  # handed to a route
+    no_match: int = 0  # no route for the name: alert unrecognized_name
+    not_tls: int = 0  # the first bytes are not TLS (SSLv2-style hellos included)
+    malformed: int = 0  # a broken, truncated or oversized ClientHello
+    timed_out: int = 0  # no complete ClientHello within hello_timeout
+    empty: int = 0  # closed before sending a byte (port probes)
+    overloaded: int = 0  # refused: too many ClientHellos being read (in all, or from one source)
+    handshakes: int = 0  # terminated handshakes completed
+    handshake_failed: int = 0  # terminated handshakes that failed or timed out
+    no_certificate: int = 0  # terminating route without a usable certificate for the name
+
+
+class SNIListener:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        listen: Address,
+        *,
+        name: str = "",
+        hello_timeout: float = HELLO_TIMEOUT,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        max_pending: int = MAX_PENDING,
+        max_pending_per_source: int = MAX_PENDING_PER_SOURCE,
+    ) -> None:
+        self.listen = listen
+        self.name = name
+        self.hello_timeout = hello_timeout
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        self.max_pending_per_source = max_pending_per_source
+        self.by_source: dict[str, int] = {}  # pending ClientHellos per source key
+        self.stats = SNIStats()
+        self.table: NameTable[SNIRoute] = NameTable()
+        self.pending: set[HelloReader] = set()
+        self.handshaking: set[asyncio.Transport] = set()
+        self.loop: asyncio.AbstractEventLoop
+        self.refusals: RefusalLog
+        self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name or "sni")
+        self._server: asyncio.AbstractServer | None = None
+        self._local: Address | None = None
+
+    @property
+    def local_addr(self) -> Address:
+        return self._local if self._local is not None else self.listen
+
+    async def serve(self) -> None:
+        """Bind and start accepting (``ListenError`` if the socket cannot be had)."""
+        self.loop = asyncio.get_running_loop()
+        host, port, family = await resolve_bind("tcp", *self.listen)
+        sock = listen_socket("tcp", host, port, family)
+        self._local = sock_addr(sock.getsockname())
+        self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name or "sni")
+        self.refusals = RefusalLog(self.log, self.loop)
+        try:
+            self._server = await self.loop.create_server(
+                lambda: HelloReader(self), sock=sock, backlog=BACKLOG
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    def set_routes(self, routes: Sequence[SNIRoute]) -> list[Conflict[SNIRoute]]:
+        """Serve these routes from now on, oldest first; returns the names claimed twice
+        (the older route keeps each)."""
+        for route in routes:
+            if route.stream.options.proxy_protocol_trusted is not None:
+                raise ValueError(
+                    f"route {route.stream.name!r}: PROXY protocol in is not supported on a "
+                    "shared TLS socket"
+                )
+        table = NameTable((route, route.names) for route in routes)
+        self.table = table
+        return table.conflicts
+
+    async def close(self) -> None:
+        """Stop accepting and drop connections still being read or handshaken; connections
+        already handed to a route are its stream's to close."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for reader in list(self.pending):
+            reader.finish()
+            reset(reader.transport)
+        for transport in list(self.handshaking):
+            reset(transport)
+        self.handshaking.clear()
+        self.refusals.close()
+
+    # --- per connection ---
+
+    def dispatch(self, transport: asyncio.Transport, hello: ClientHello, data: bytes) -> None:
+        """Hand a connection whose ClientHello is complete to the route for its name."""
+        name = server_name(hello.server_name)
+        route = self.table.match(name)
+        if route is None:
+            self.stats.no_match += 1
+            wanted = repr(name) if name else "a ClientHello without a server name"
+            self.refused(transport, "no_match", f"no route for {wanted}", hello)
+            return
+        self.stats.routed += 1
+        if route.contexts is None:
+            route.stream.adopt(transport, data)
+            return
+        try:
+            context = route.contexts.server_context(name, route.client_ca)
+        except ConfigError as exc:
+            self.stats.no_certificate += 1
+            self.refused(transport, "no_certificate", str(exc), hello, ALERT_INTERNAL_ERROR)
+            return
+        if context is None:
+            self.stats.no_certificate += 1
+            self.refused(transport, "no_certificate", f"no certificate for {name!r}", hello)
+            return
+        self.handshaking.add(transport)
+
+        def done(exc: BaseException | None) -> None:
+            self.handshaking.discard(transport)
+            if exc is None:
+                self.stats.handshakes += 1
+            else:
+                self.stats.handshake_failed += 1
+                self.refusals.note("handshake_failed", f"{self.peer(transport)}: {exc!r}")
+
+        terminate(route.stream, transport, data, context, timeout=self.handshake_timeout, done=done)
+
+    def refused(
+        self,
+        transport: asyncio.Transport,
+        kind: str,
+        detail: str,
+        hello: ClientHello | None = None,
+        description: int = ALERT_UNRECOGNIZED_NAME,
+    ) -> None:
+        """Turn a client away: with a fatal alert when it spoke TLS, else with a reset."""
+        self.refusals.note(kind, f"{self.peer(transport)}: {detail}")
+        if hello is None:
+            reset(transport)
+            return
+        transport.write(alert(hello.alert_version, description))
+        transport.close()
+
+    def rejected(self, transport: asyncio.Transport, exc: ClientHelloError) -> None:
+        if exc.kind in ("not_tls", "sslv2"):
+            self.stats.not_tls += 1
+            self.refused(transport, "not_tls", str(exc))
+        else:
+            self.stats.malformed += 1
+            self.refused(transport, "malformed", str(exc))
+
+    @staticmethod
+    def peer(transport: asyncio.BaseTransport) -> str:
+        return where(sock_addr(transport.get_extra_info("peername")))
+
+    def __repr__(self) -> str:
+        return f"<SNIListener {self.name} {where(self.local_addr)} routes={len(self.table)}>"
+
+
+class HelloReader(asyncio.Protocol):
+    """A connection until its ClientHello is read; then the chosen route's."""
+
+    __slots__ = ("listener", "transport", "reader", "chunks", "timer", "source")
+
+    def __init__(self, listener: SNIListener) -> None:
+        self.listener = listener
+        self.reader = ClientHelloReader()
+        self.chunks: list[bytes] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.source: str | None = None  # the key this connection counts under while pending
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        listener = self.listener
+        listener.stats.accepted += 1
+        peer = transport.get_extra_info("peername")
+        if not peer:  # reset before we got here
+            reset(self.transport)
+            return
+        host = client_address(peer)[0]
+        source = host if ":" not in host else source_key(host)
+        by_source = listener.by_source
+        held = by_source.get(source, 0)
+        if len(listener.pending) >= listener.max_pending:
+            why = "too many ClientHellos being read"
+        elif held >= listener.max_pending_per_source:
+            why = f"{held} ClientHellos being read from {source}"
+        else:
+            by_source[source] = held + 1
+            self.source = source
+            listener.pending.add(self)
+            self.timer = listener.loop.call_later(listener.hello_timeout, self.timed_out)
+            return
+        listener.stats.overloaded += 1
+        listener.refused(self.transport, "overloaded", why)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        try:
+            hello = self.reader.feed(data)
+        except ClientHelloError as exc:
+            self.finish()
+            self.listener.rejected(self.transport, exc)
+            return
+        if hello is not None:
+            self.finish()
+            self.listener.dispatch(self.transport, hello, b"".join(self.chunks))
+
+    def eof_received(self) -> bool:
+        self.finish()
+        if not self.chunks:
+            self.listener.stats.empty += 1
+            return False
+        try:
+            self.reader.end()
+        except ClientHelloError as exc:
+            self.listener.rejected(self.transport, exc)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.finish()
+
+    def timed_out(self) -> None:
+        self.timer = None
+        self.finish()
+        listener = self.listener
+        listener.stats.timed_out += 1
+        listener.refused(
+            self.transport, "timed_out", f"no ClientHello within {listener.hello_timeout:g}s"
+        )
+
+    def finish(self) -> None:
+        """No longer reading a ClientHello."""
+        listener = self.listener
+        listener.pending.discard(self)
+        source = self.source
+        if source is not None:
+            self.source = None
+            left = listener.by_source[source] - 1
+            if left:
+                listener.by_source[source] = left
+            else:
+                del listener.by_source[source]
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
