@@ -39,7 +39,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(ARGS)
 
 bench-deps:
-	apt-get update -q && apt-get install -y -q haproxy nginx-light libnginx-mod-stream iperf3 gcc
+	apt-get update -q && apt-get install -y -q haproxy nginx-light libnginx-mod-stream iperf3 gcc libssl-dev
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

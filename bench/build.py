@@ -1,4 +1,5 @@
-"""Compile bench/loadgen.c into the git-ignored bench/out/ when it is missing or stale."""
+"""Compile bench/loadgen.c (with the TLS modes of loadgen_tls.c, which it includes; OpenSSL)
+into the git-ignored bench/out/ when it is missing or stale."""
 
 from __future__ import annotations
 
@@ -9,21 +10,23 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "loadgen.c"
+SOURCES = (SOURCE, HERE / "loadgen_tls.c")  # the second is #included by the first
 OUT = HERE / "out"
 BINARY = OUT / "loadgen"
 CFLAGS = ["-O2", "-pthread", "-Wall", "-Wextra"]
+LIBS = ["-lssl", "-lcrypto"]  # libssl-dev (make bench-deps)
 
 
 def build_loadgen(force: bool = False) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    fresh = BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime
+    fresh = BINARY.exists() and all(BINARY.stat().st_mtime >= s.stat().st_mtime for s in SOURCES)
     if fresh and not force:
         return BINARY
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
         raise SystemExit("bench: no C compiler (gcc) found; run `make bench-deps`")
     tmp = BINARY.with_suffix(".tmp")
-    cmd = [cc, *CFLAGS, "-o", str(tmp), str(SOURCE)]
+    cmd = [cc, *CFLAGS, "-o", str(tmp), str(SOURCE), *LIBS]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise SystemExit(f"bench: compiling loadgen failed:\n{' '.join(cmd)}\n{res.stderr}")

@@ -25,9 +25,24 @@ from typing import Any
 
 from bench import procs
 from bench.build import OUT, build_loadgen
-from bench.proxies import ALL, DEFAULT, HOST, POOL_PORTS, Ports, Proxy, ProxyStartError
+from bench.proxies import (
+    ALL,
+    DEFAULT,
+    HOST,
+    POOL_PORTS,
+    TLS_SCENARIOS,
+    Ports,
+    Proxy,
+    ProxyStartError,
+)
 from bench.report import render, summarize
 from bench.scenarios import SCENARIOS, SHM_FMT, Ctx, Scenario, ScenarioError, Settings, read_shm
+from bench.sni_proxies import SNI_DEFAULT, SNI_PROXIES, start_tls_backend
+from bench.sni_scenarios import SNI_SCENARIOS
+
+SCENARIOS = {**SCENARIOS, **SNI_SCENARIOS}
+ALL = {**ALL, **SNI_PROXIES}
+DEFAULT = [*DEFAULT, *SNI_DEFAULT]
 
 REFS = ["haproxy-256k", "haproxy", "nginx"]
 MAX_START_FAILURES = 2  # in a row: then the proxy's remaining measurements are skipped
@@ -52,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=(
             f"comma-separated proxies (default {','.join(DEFAULT)}; "
             "ours-pool3 runs in connrate only, ours-agent in bulk1, bulk8, rtt, connrate, udp; "
+            "the *-sni proxies in sniconn, snibulk, sniterm only; "
             "also: nginx-256k, ours-guarded, pyref)"
         ),
     )
@@ -135,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     backend: subprocess.Popen[bytes] | None = None
+    tls_backend: subprocess.Popen[bytes] | None = None
     interrupted = crashed = False
     try:
         ports = procs.free_ports(3 * (len(proxy_names) + 1) + POOL_PORTS)
@@ -164,6 +181,18 @@ def main(argv: list[str] | None = None) -> int:
             10.0,
         ):
             raise RuntimeError(f"the backend did not start; see {logs / 'backend.log'}")
+        if TLS_SCENARIOS & set(scenario_names) and any(ALL[n].tls for n in proxy_names):
+            tls_backend, tls_echo, tls_source = start_tls_backend(
+                loadgen, OUT / "conf" / "sni-certs", logs
+            )
+            backend_ports = Ports(
+                backend_ports.bulk,
+                backend_ports.echo,
+                backend_ports.udp,
+                backend_ports.more_echo,
+                tls_echo=tls_echo,
+                tls_source=tls_source,
+            )
 
         proxies: list[Proxy] = []
         for i, name in enumerate(proxy_names):
@@ -184,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         deadline = started + args.max_minutes * 60
         ctx = Ctx(loadgen=loadgen, shm=shm, logs=logs, settings=settings, backend_pid=backend.pid)
+        ctx.tls_backend_pid = tls_backend.pid if tls_backend is not None else 0
         start_failures: dict[str, int] = {}
         for rnd in range(1, args.rounds + 1):
             shift = (rnd - 1) % max(len(proxies), 1)
@@ -216,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print("bench: crashed; reporting what was measured", file=sys.stderr)
     finally:
-        if backend is not None:
-            procs.stop(backend)
+        for process in (backend, tls_backend):
+            if process is not None:
+                procs.stop(process)
         procs.stop_all()
 
     summary = summarize(rows, scenarios)
@@ -254,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             "ours-pool3 = ours with the echo route as a 3-member round-robin pool (connrate)",
             "ours-agent = ours with its routes through the agent (TCP: mutual TLS, UDP: QUIC); "
             "CPU and RSS of daemon + agent summed",
+            "*-sni = SNI passthrough of two names on one socket and TLS termination "
+            "(bench/sni_proxies.py); every connection a full handshake",
         ],
     }
     print("\n" + "=" * 100)

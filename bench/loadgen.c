@@ -11,6 +11,7 @@
  *   loadgen rtt      --port P --count N --duration S [--pids ..]
  *   loadgen udp      --port P --sockets N --size B --duration S --warmup S --timeout-ms T
  *   loadgen idle     --port P --count N --shm FILE --timeout S --hold S
+ *   loadgen tlsbackend|tlsconn|tlsbulk ...   TLS, for the SNI scenarios (loadgen_tls.c)
  *
  * The backend is a single-threaded epoll server: a TCP "bulk" port that reads
  * and discards everything while writing as fast as it can (both directions at
@@ -98,6 +99,7 @@ struct opts {
     const char *pids;
     const char *gen_pids;
     const char *more_echo_ports;
+    const char *sni, *cert, *key;
     int port, bulk_port, echo_port, udp_port;
     int streams, concurrency, size, count, sockets, timeout_ms;
     double duration, warmup, timeout, hold;
@@ -132,6 +134,9 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         else if (!strcmp(k, "--echo-port")) o->echo_port = atoi(v);
         else if (!strcmp(k, "--udp-port")) o->udp_port = atoi(v);
         else if (!strcmp(k, "--more-echo-ports")) o->more_echo_ports = v;
+        else if (!strcmp(k, "--sni")) o->sni = v;
+        else if (!strcmp(k, "--cert")) o->cert = v;
+        else if (!strcmp(k, "--key")) o->key = v;
         else if (!strcmp(k, "--streams")) o->streams = atoi(v);
         else if (!strcmp(k, "--concurrency")) o->concurrency = atoi(v);
         else if (!strcmp(k, "--size")) o->size = atoi(v);
@@ -1106,9 +1111,12 @@ static int cmd_idle(struct opts *o) {
     return 0;
 }
 
+#include "loadgen_tls.c" /* the TLS modes: one translation unit with the helpers above */
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen backend|bulk|connrate|rtt|udp|idle [options]\n");
+        fprintf(stderr, "usage: loadgen backend|bulk|connrate|rtt|udp|idle|"
+                        "tlsbackend|tlsconn|tlsbulk [options]\n");
         return 2;
     }
     setup_process();
@@ -1122,6 +1130,9 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "rtt")) return cmd_rtt(&o);
     if (!strcmp(c, "udp")) return cmd_udp(&o);
     if (!strcmp(c, "idle")) return cmd_idle(&o);
+    if (!strcmp(c, "tlsbackend")) return cmd_tlsbackend(&o);
+    if (!strcmp(c, "tlsconn")) return cmd_tlsconn(&o);
+    if (!strcmp(c, "tlsbulk")) return cmd_tlsbulk(&o);
     fprintf(stderr, "loadgen: unknown command %s\n", c);
     return 2;
 }

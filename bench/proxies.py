@@ -24,6 +24,7 @@ REPO = HERE.parent
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 HOST = "127.0.0.1"
 START_DEADLINE_S = 20.0
+TLS_SCENARIOS = frozenset({"sniconn", "snibulk", "sniterm"})  # for the *-sni proxies only
 DAEMON_GRACE_S = 1.0  # ours-agent: SIGTERM to SIGKILL of its daemon (see OursAgent.stop)
 
 
@@ -33,6 +34,8 @@ class Ports:
     echo: int
     udp: int
     more_echo: tuple[int, ...] = ()  # backend only: further echo ports (pool members)
+    tls_echo: int = 0  # backend only: the TLS backend's echo and source ports (SNI scenarios)
+    tls_source: int = 0
 
 
 class ProxyStartError(RuntimeError):
@@ -49,6 +52,7 @@ class Proxy:
     scenarios: frozenset[str] | None = None  # measured only in these (None: in every one)
     baselines: tuple[str, ...] = ()  # a "name/baseline" ratio row for each one that ran
     pool_size = 1  # upstream members behind the echo listener
+    tls = False  # measured in the SNI scenarios (TLS_SCENARIOS) only, and in no other
 
     def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
         self.listen = listen
@@ -68,6 +72,8 @@ class Proxy:
 
     # --- common ---
     def measures(self, scenario: str) -> bool:
+        if (scenario in TLS_SCENARIOS) != self.tls:
+            return False
         return self.scenarios is None or scenario in self.scenarios
 
     def target(self) -> Ports:
@@ -84,6 +90,8 @@ class Proxy:
             "backend_bulk_port": self.backend.bulk,
             "backend_echo_port": self.backend.echo,
             "backend_udp_port": self.backend.udp,
+            "tls_echo_port": self.backend.tls_echo,
+            "tls_source_port": self.backend.tls_source,
             **more,
         }
 
@@ -157,14 +165,19 @@ class HAProxy(Proxy):
     description = "HAProxy, nbthread 1, default tune.bufsize (16 KiB)"
     udp = False
     bufsize: int | None = None
+    template = "haproxy.cfg"
 
     def unavailable(self) -> str | None:
         return None if shutil.which("haproxy") else "haproxy not installed (make bench-deps)"
 
+    def template_values(self) -> dict[str, object]:
+        return {"tune": f"    tune.bufsize {self.bufsize}" if self.bufsize else ""}
+
     def argv(self) -> list[str]:
-        tune = f"    tune.bufsize {self.bufsize}" if self.bufsize else ""
         pidfile = self.workdir / "conf" / f"{self.name}.pid"
-        cfg = self.render("haproxy.cfg", f"{self.name}.cfg", tune=tune, pidfile=pidfile)
+        cfg = self.render(
+            self.template, f"{self.name}.cfg", pidfile=pidfile, **self.template_values()
+        )
         return [shutil.which("haproxy") or "haproxy", "-db", "-f", str(cfg)]
 
 
@@ -178,6 +191,7 @@ class Nginx(Proxy):
     name = "nginx"
     description = "nginx stream module, 1 worker (master + worker measured)"
     buffer: str | None = None
+    template = "nginx.conf"
 
     def unavailable(self) -> str | None:
         if not shutil.which("nginx"):
@@ -186,16 +200,18 @@ class Nginx(Proxy):
             return f"{NGINX_STREAM_MODULE} missing (apt-get install libnginx-mod-stream)"
         return None
 
+    def template_values(self) -> dict[str, object]:
+        return {"buffer": f"    proxy_buffer_size {self.buffer};" if self.buffer else ""}
+
     def argv(self) -> list[str]:
         conf_dir = self.workdir / "conf"
-        buffer = f"    proxy_buffer_size {self.buffer};" if self.buffer else ""
         cfg = self.render(
-            "nginx.conf",
+            self.template,
             f"{self.name}.conf",
             stream_module=NGINX_STREAM_MODULE,
             pidfile=conf_dir / f"{self.name}.pid",
             error_log=self.log,
-            buffer=buffer,
+            **self.template_values(),
         )
         nginx = shutil.which("nginx") or "nginx"
         return [nginx, "-p", str(conf_dir), "-e", str(self.log), "-c", str(cfg)]

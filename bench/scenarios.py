@@ -51,6 +51,7 @@ class Ctx:
     logs: Path
     settings: Settings
     backend_pid: int = 0
+    tls_backend_pid: int = 0  # the SNI scenarios' TLS backend (bench/sni_proxies.py)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 A ``RouteSpec`` is the validated result of parsing labels or a static route. It is hashable and
 compares by value, so later stages can diff the desired routes against the running ones.
-``RouteKey`` names the listen socket a route claims. No I/O here.
+``RouteKey`` names the listen socket a route claims, and for an SNI route (one of several TCP
+routes sharing a socket, each choosing its clients by TLS server name) the names it claims
+there. No I/O here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
+
+from godoxy_streams.server_names import NamePattern, parse_pattern
 
 Proto = Literal["tcp", "udp"]
 Scheme = Literal["tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"]
@@ -70,11 +74,16 @@ class Member(_Frozen):
         return (self.host, self.port)
 
 
+SNI_OWNER = "sni:"
+
+
 class RouteKey(NamedTuple):
     """The listen socket a route claims.
 
     ``port`` 0 means "picked automatically"; such a route is told apart by ``owner``
-    (its origin and alias) until it is bound.
+    (its origin and alias) until it is bound. An SNI route's ``owner`` is ``sni:`` and its
+    server-name patterns (written form, sorted, comma-separated): routes with different
+    names share the socket under different keys.
     """
 
     proto: Proto
@@ -82,22 +91,38 @@ class RouteKey(NamedTuple):
     port: int
     owner: str = ""
 
-    def __str__(self) -> str:
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The server-name patterns of an SNI route's key; () for a plain socket."""
+        if self.port and self.owner.startswith(SNI_OWNER):
+            return tuple(self.owner[len(SNI_OWNER) :].split(","))
+        return ()
+
+    @property
+    def socket(self) -> str:
+        """``proto/host:port`` without the names."""
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
         port = str(self.port) if self.port else f"auto({self.owner})"
         return f"{self.proto}/{host}:{port}"
 
+    def __str__(self) -> str:
+        names = self.names
+        return f"{self.socket} sni {','.join(names)}" if names else self.socket
+
     @property
     def id(self) -> str:
-        """The socket in URL-safe characters, the route's id in the status API:
-        ``tcp_0.0.0.0_2222``, ``udp_--1_53`` (``::1``: IPv6 colons become ``-``), and for a
-        port picked automatically ``tcp_0.0.0.0_auto-<10 hex digits of its owner's hash>``.
-        The same socket has the same id across restarts and retargets."""
+        """The key in URL-safe characters, the route's id in the status API:
+        ``tcp_0.0.0.0_2222``, ``udp_--1_53`` (``::1``: IPv6 colons become ``-``); for a port
+        picked automatically ``tcp_0.0.0.0_auto-<10 hex digits of its owner's hash>``; for
+        an SNI route ``tcp_0.0.0.0_443_sni-<10 hex digits of its names' hash>``. The same key
+        has the same id across restarts and retargets."""
         bind = _UNSAFE.sub("-", self.bind)
-        if self.port:
-            return f"{self.proto}_{bind}_{self.port}"
-        owner = hashlib.sha256(self.owner.encode()).hexdigest()[:10]
-        return f"{self.proto}_{bind}_auto-{owner}"
+        digest = hashlib.sha256(self.owner.encode()).hexdigest()[:10]
+        if not self.port:
+            return f"{self.proto}_{bind}_auto-{digest}"
+        if self.owner:
+            return f"{self.proto}_{bind}_{self.port}_sni-{digest}"
+        return f"{self.proto}_{bind}_{self.port}"
 
 
 class RouteSpec(_Frozen):
@@ -121,6 +146,9 @@ class RouteSpec(_Frozen):
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     healthcheck: HealthCheck = HealthCheck()
     load_balance: LoadBalanceMode | None = None
+    sni: tuple[str, ...] = ()  # server-name patterns (written form, sorted): an SNI route
+    tls_termination: bool = False  # SNI route: complete the handshake, relay plaintext
+    tls_client_ca: str | None = None  # terminating: clients need a certificate from this CA
     pool: tuple[Member, ...] = ()  # set by ``desired`` when several routes share this socket
 
     @property
@@ -130,8 +158,14 @@ class RouteSpec(_Frozen):
     @property
     def key(self) -> RouteKey:
         if self.listen_port:
-            return RouteKey(self.proto, self.bind, self.listen_port)
+            owner = SNI_OWNER + ",".join(sorted(self.sni)) if self.sni else ""
+            return RouteKey(self.proto, self.bind, self.listen_port, owner)
         return RouteKey(self.proto, self.bind, 0, f"{self.origin.name}/{self.alias}")
+
+    @property
+    def name_patterns(self) -> tuple[NamePattern, ...]:
+        """The server-name patterns of an SNI route (``sni``), parsed."""
+        return tuple(parse_pattern(text) for text in self.sni)
 
     @property
     def target(self) -> tuple[str, int]:
@@ -202,6 +236,9 @@ class RouteSpec(_Frozen):
             "container": self.origin.name,
             "engine": self.origin.engine,
             "load_balance": self.balance if self.pool else self.load_balance,
+            "sni": list(self.sni),
+            "tls_termination": self.tls_termination,
+            "tls_client_ca": self.tls_client_ca,
             "members": [
                 {"alias": m.alias, "host": m.host, "port": m.port, "container": m.origin.name}
                 for m in self.pool
@@ -231,7 +268,20 @@ def binds_overlap(a: str, b: str) -> bool:
 
 
 def keys_overlap(a: RouteKey, b: RouteKey) -> bool:
-    """Whether two listen sockets conflict (same protocol and port, overlapping binds)."""
+    """Whether two listen sockets conflict (same protocol and port, overlapping binds).
+    Two SNI keys on one socket (the same bind) conflict only when they claim a name in
+    common; an SNI key and a plain key, or SNI keys on different sockets that overlap
+    (``0.0.0.0`` and ``127.0.0.1``), always do."""
     if a.proto != b.proto or not a.port or a.port != b.port:
         return False
-    return binds_overlap(a.bind, b.bind)
+    if not binds_overlap(a.bind, b.bind):
+        return False
+    return shared_name(a, b) is not None if a.bind == b.bind and a.names and b.names else True
+
+
+def shared_name(a: RouteKey, b: RouteKey) -> str | None:
+    """A server-name pattern both SNI keys claim (the first in ``a``'s order), or None.
+    Patterns are kept in written form, so equal patterns are equal strings; an exact name
+    inside another key's wildcard is no overlap (the more specific pattern wins it)."""
+    theirs = set(b.names)
+    return next((name for name in a.names if name in theirs), None)

@@ -94,6 +94,12 @@ class LimitSettings(_Group):
     proxy_header_timeout: float = Field(
         3.0, gt=0, description="seconds a trusted peer has to send its PROXY header"
     )
+    tls_hello_timeout: float = Field(
+        5.0, gt=0, description="seconds a client of an SNI socket has to send its ClientHello"
+    )
+    tls_handshake_timeout: float = Field(
+        10.0, gt=0, description="seconds a terminated TLS handshake may take"
+    )
 
     def total_cap(self) -> int:
         """The daemon-wide connection cap: set, or what the open-files limit allows (each
@@ -141,6 +147,15 @@ class Settings(BaseSettings):
     )
     allowed_targets: CommaList = ()
     proxy_protocol_trusted: CommaList = ()
+    tls_port: int | None = Field(
+        None, ge=1, le=65535, description="GoDoxy's shared TLS port: TCP routes there go by SNI"
+    )
+    certificates_dir: Path | None = Field(
+        None, description="certificates for TLS termination (NAME.crt + NAME.key, NAME.pem)"
+    )
+    tls_client_cas: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict, description="client CA profiles for tls_client_ca: name -> file"
+    )
     acl: AclSettings = AclSettings()
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
@@ -154,6 +169,28 @@ class Settings(BaseSettings):
     _split = field_validator("docker", "allowed_targets", "proxy_protocol_trusted", mode="before")(
         _split
     )
+
+    @field_validator("tls_client_cas", mode="before")
+    @classmethod
+    def _profiles(cls, value: Any) -> Any:
+        """``name=/path/ca.pem,other=/path/b.pem`` (the environment's form) or a mapping."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return yaml.safe_load(text)
+            pairs = [item.partition("=") for item in text.replace(",", " ").split()]
+            if any(not sep or not name for name, sep, _ in pairs):
+                raise ValueError("expected NAME=FILE pairs, comma-separated")
+            return {name: path for name, _, path in pairs}
+        return value
+
+    @field_validator("tls_client_cas")
+    @classmethod
+    def _absolute(cls, value: dict[str, Path]) -> dict[str, Path]:
+        for name, path in value.items():
+            if not path.is_absolute():
+                raise ValueError(f"client CA profile {name!r}: {path} is not an absolute path")
+        return value
 
     @field_validator("docker")
     @classmethod

@@ -1,11 +1,12 @@
 """The read model: one immutable picture of the daemon for everything that only looks.
 
 The status API, metrics, the page and ``godoxy-streams routes`` read a ``Snapshot``: routes
-with their state, members and counters; the engines' states; the containers and why each is
-or is not exposed. The runtime and the reconciler build it (``reconcile.snapshot``) from their
-own state; observers never reach into the reconciler, the manager or a stream. Plain frozen
-data (the costly parts read on first use), no I/O. Besides: the event timeline and each
-running route's recent history (``route_history``).
+with their state, members and counters; the sockets shared by routes chosen by TLS server
+name; the engines' states; the containers and why each is or is not exposed. The runtime
+and the reconciler build it (``reconcile.snapshot``) from their own state; observers never
+reach into the reconciler, the manager or a stream. Plain frozen data (the costly parts read
+on first use), no I/O. Besides: the event timeline and each running route's recent history
+(``route_history``).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class RouteView:
         row.update(
             id=self.id,
             listen_port=self.listen_port,
+            shared_socket=self.spec.key.socket if self.spec.sni else None,
             state=self.state,
             error=self.error,
             active=counters.active,
@@ -153,6 +155,41 @@ class RouteView:
             notice=self.notice,
         )
         return row
+
+
+SNI_OUTCOMES = (
+    "routed",
+    "no_match",
+    "not_tls",
+    "malformed",
+    "timed_out",
+    "empty",
+    "overloaded",
+    "no_certificate",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SNISocketView:
+    """A listen socket shared by routes chosen by TLS server name, and what became of the
+    connections it accepted (``SNI_OUTCOMES``: handed to a route, or why not)."""
+
+    socket: str  # proto/host:port
+    routes: int  # routes registered on it
+    accepted: int = 0
+    outcomes: tuple[tuple[str, int], ...] = ()  # by outcome
+    handshakes: int = 0  # terminated handshakes completed
+    handshake_failed: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "socket": self.socket,
+            "routes": self.routes,
+            "accepted": self.accepted,
+            **dict(self.outcomes),
+            "handshakes": self.handshakes,
+            "handshake_failed": self.handshake_failed,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +252,7 @@ class Snapshot:
     passes: int = 0  # reconcile passes so far
     last_sync: float = 0.0  # when the last pass finished (time.time())
     agent_channels: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    sni_sockets: tuple[SNISocketView, ...] = ()
     timeline: tuple[Event, ...] = ()  # the event ring, oldest first
     history_of: Callable[[str], RouteHistory | None] = field(default=lambda _: None)
 
@@ -246,6 +284,7 @@ class Snapshot:
             "routes": [route.as_json() for route in self.routes],
             "errors": [error.as_dict() for error in self.errors],
             "containers": [c.as_json() for c in self.containers],
+            "sni_sockets": [s.as_json() for s in self.sni_sockets],
         }
 
     def health_document(self) -> dict[str, object]:

@@ -17,6 +17,7 @@ PACKAGES=(
     python3-venv    # the Makefile's `python3 -m venv .venv` (Debian's python3 lacks it otherwise)
     gcc             # tests/docker/kit.py compiles the echo test server, statically linked,
     libc6-dev       #   against libc.a
+    libssl-dev      # tests/docker/test_sni.py: the tls-echo upstream, linked static against OpenSSL
     debootstrap     # tests/docker/test_image.py: scripts/build-image.sh makes the base image
     chromium        # tests/docker/test_status_page.py: the status page in a headless browser,
     chromium-driver #   driven through /usr/bin/chromedriver

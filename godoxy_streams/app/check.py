@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from godoxy_streams.app.check_summary import ROUTES_FILE, Summary, source_of
+from godoxy_streams.app.routes_command import sni_suffix
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.decide.desired import build_desired
 from godoxy_streams.docker_endpoints import EngineSettings
@@ -83,12 +84,7 @@ def report_for(
 
 
 def check_compose(path: Path, ctx: ParseContext) -> CheckReport:
-    compose_ctx = ParseContext(
-        namespace=ctx.namespace,
-        default_bind=ctx.default_bind,
-        allowed_targets=ctx.allowed_targets,
-        mode="compose",
-    )
+    compose_ctx = replace(ctx, mode="compose")
     report = report_for(load_compose(path), ParseResult(), compose_ctx)
     report.notes.extend(yaml11_traps(path.read_text()))
     return report
@@ -121,7 +117,8 @@ def render_table(report: CheckReport) -> str:
             (
                 route.alias,
                 route.scheme,
-                f"{bind}:{route.listen_port or 'auto'}",
+                f"{bind}:{route.listen_port or 'auto'}"
+                + sni_suffix(route.sni, route.tls_termination),
                 ",".join(where(m.address) for m in members),
                 ",".join(m.origin.name for m in members),
             )

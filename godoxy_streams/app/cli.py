@@ -12,8 +12,8 @@ from typing import Any
 
 from godoxy_streams import __version__
 from godoxy_streams.app.agent_command import add_agent_parser, run_agent_command
+from godoxy_streams.app.context import settings_context
 from godoxy_streams.errors import ConfigError, EngineError
-from godoxy_streams.labels import ParseContext
 from godoxy_streams.settings import Settings
 
 EPILOG = """\
@@ -45,6 +45,12 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="HOST|CIDR",
         help="extra target a label may name with host: (repeatable)",
+    )
+    group.add_argument(
+        "--tls-port", type=int, metavar="PORT", help="shared TLS port: TCP routes there go by SNI"
+    )
+    group.add_argument(
+        "--certificates-dir", type=Path, metavar="DIR", help="certificates for TLS termination"
     )
     group.add_argument("--api", metavar="HOST:PORT", help="status API (default: 127.0.0.1:8899)")
     group.add_argument(
@@ -123,6 +129,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "allowed_targets": tuple(args.allowed_targets) if args.allowed_targets else None,
         "api": args.api,
         "state_dir": args.state_dir,
+        "tls_port": args.tls_port,
+        "certificates_dir": args.certificates_dir,
     }
     log = {k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
     if log:
@@ -130,20 +138,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings.load(args.config, **flags)
 
 
-def parse_context(settings: Settings, **extra: Any) -> ParseContext:
-    return ParseContext(
-        namespace=settings.namespace,
-        default_bind=settings.default_bind,
-        allowed_targets=settings.allowed_targets,
-        **extra,
-    )
-
-
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from godoxy_streams.app import check
     from godoxy_streams.sources.routes_file import load_routes_file
 
-    ctx = parse_context(settings)
+    ctx = settings_context(settings)
     if args.compose:
         report = check.check_compose(args.compose, ctx)
     elif settings.routes_file:

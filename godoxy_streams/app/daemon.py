@@ -1,7 +1,8 @@
 """The daemon's lifecycle in one place: start-up, signals, the main wait, graceful shutdown.
 
 ``Daemon.serve()``: set up logging, start the reconciler, load the static routes (reloaded on
-SIGHUP and when the file changes), start one watcher per Docker engine (an unreachable engine
+SIGHUP and when the file changes) and the TLS certificates of ``certificates_dir`` (the same),
+start one watcher per Docker engine (an unreachable engine
 is retried in the background), serve the status API, then wait for SIGTERM/SIGINT. Shutdown
 stops every listener at once and drains live connections per route policy, bounded by
 ``shutdown_grace``; a second signal cuts them.
@@ -22,11 +23,11 @@ from godoxy_streams.agent.client.datagrams import DatagramTunnel
 from godoxy_streams.agent.client.tunnel import Tunnel
 from godoxy_streams.agent.quic.config import client_configuration
 from godoxy_streams.agent.wire.header import ALPN_STREAM
+from godoxy_streams.app.context import settings_context
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.events import EventLog
-from godoxy_streams.labels import ParseContext
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
@@ -39,6 +40,7 @@ from godoxy_streams.sources.routes_file import load_routes_file
 from godoxy_streams.sources.watcher import Watcher
 
 ROUTES_FILE_POLL = 1.0
+CERTIFICATES_POLL = 5.0
 
 
 class Daemon:
@@ -46,11 +48,7 @@ class Daemon:
         """``tunnels`` adds agent tunnels by engine name (beyond those of ``agent://``
         engines, which are made here)."""
         self.settings = settings
-        self.ctx = ParseContext(
-            namespace=settings.namespace,
-            default_bind=settings.default_bind,
-            allowed_targets=settings.allowed_targets,
-        )
+        self.ctx = settings_context(settings)
         self.tunnels: dict[str, Tunnel] = {
             engine.display_name(index): agent_tunnel(engine)
             for index, engine in enumerate(() if settings.no_docker else settings.docker)
@@ -99,6 +97,8 @@ class Daemon:
         if self.settings.routes_file is not None:
             self.reload_routes()
             self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")
+        if self.settings.certificates_dir is not None:
+            self._spawn(self._watch_certificates(), "certificates")
         if not self.watchers:
             logger.info("Docker provider off: serving static routes only")
         for watcher in self.watchers:
@@ -130,7 +130,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_exit_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_routes)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        self.reload_routes()
+        self.refresh_certificates()
 
     def _on_exit_signal(self, sig: signal.Signals) -> None:
         logger.info(f"received {sig.name}")
@@ -176,6 +180,17 @@ class Daemon:
                 mtime = None
             if mtime is not None and mtime != self._routes_mtime:
                 self.reload_routes()
+
+    # -- certificates ----------------------------------------------------------------------
+    def refresh_certificates(self) -> None:
+        """Reload changed certificate files; routes waiting for one are tried again."""
+        if self.manager.sni.refresh_certificates():
+            self.reconciler.mark_dirty()
+
+    async def _watch_certificates(self) -> None:
+        while True:
+            await asyncio.sleep(CERTIFICATES_POLL)
+            self.refresh_certificates()
 
     # -- status API ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:

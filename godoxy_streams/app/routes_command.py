@@ -6,6 +6,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 from godoxy_streams.settings import api_address
@@ -22,6 +23,13 @@ def fetch_routes(api: str, token: str | None = None, timeout: float = 5.0) -> di
     return document
 
 
+def sni_suffix(names: Sequence[str], terminated: bool) -> str:
+    """`` sni a.test,b.test`` (`` +tls`` when terminated) for a route chosen by server name."""
+    if not names:
+        return ""
+    return " sni " + ",".join(names) + (" +tls" if terminated else "")
+
+
 def render_routes(document: dict[str, Any]) -> str:
     header = ("ALIAS", "SCHEME", "LISTEN", "TARGET", "STATE", "ACTIVE", "IN", "OUT", "SOURCE")
     rows = [header]
@@ -30,7 +38,8 @@ def render_routes(document: dict[str, Any]) -> str:
             (
                 str(r["alias"]),
                 str(r["scheme"]),
-                f"{r['bind']}:{r['listen_port'] or '-'}",
+                f"{r['bind']}:{r['listen_port'] or '-'}"
+                + sni_suffix(r.get("sni") or (), bool(r.get("tls_termination"))),
                 f"{r['target_host']}:{r['target_port']}",
                 str(r["state"]),
                 str(r["active"]),

@@ -72,6 +72,7 @@ def container_facts(info: ContainerInfo, ctx: ParseContext, target: Target) -> R
         remote=ctx.remote_host is not None,
         label_host_check=lambda text: check_label_host(text, info, ctx),
         default_bind=ctx.default_bind,
+        tls=ctx.tls_facts(),
     )
 
 

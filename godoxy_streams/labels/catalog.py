@@ -19,6 +19,7 @@ from godoxy_streams.labels.values import (
     parse_positive_duration,
     parse_positive_int,
     parse_proxy_protocol,
+    parse_server_names,
 )
 
 SYNONYMS = {"healthcheck.disabled": "healthcheck.disable"}
@@ -51,10 +52,16 @@ CONVERTERS: dict[str, tuple[str, Converter] | None] = {
         "load_balance",
         lambda v: parse_choice(v, ("round_robin", "least_conn", "ip_hash")),
     ),
+    "sni": ("sni", parse_server_names),
+    "tls_termination": ("tls_termination", parse_bool),
+    "tls_client_ca": None,
 }
-TCP_ONLY = frozenset({"max_connections", "conn_idle_timeout"})
+# RouteSpec attributes that only a TCP (or only a UDP) route of a declaration gets
+TCP_ONLY = frozenset(
+    {"max_connections", "conn_idle_timeout", "sni", "tls_termination", "tls_client_ca"}
+)
 UDP_ONLY = frozenset({"max_sessions", "udp_timeout"})
-LIST_FIELDS = frozenset({"acl.allow", "acl.deny"})
+LIST_FIELDS = frozenset({"acl.allow", "acl.deny", "sni"})
 
 # GoDoxy route fields that mean nothing to a stream (its ``route.Route``, ``HTTPConfig``,
 # ``HealthCheckConfig`` and ``loadbalancer.Config``): noted and ignored. A name here covers
@@ -93,7 +100,7 @@ HTTP_ONLY = frozenset(
 )
 # GoDoxy fields that would change what a stream route lets through if dropped: an error on a
 # stream route when set (``fields.guarded_fields`` says why), ignored on an HTTP route.
-GUARDED = frozenset({"tls_termination", "inbound_mtls_profile", "agent"})
+GUARDED = frozenset({"inbound_mtls_profile", "agent"})
 
 
 _STREAM = {squash(n): n for n in CONVERTERS} | {squash(k): v for k, v in SYNONYMS.items()}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from godoxy_streams.containers import ContainerInfo
+from godoxy_streams.labels.tls import TLSFacts
 
 Mode = Literal["docker", "compose", "file"]
 
@@ -23,6 +24,12 @@ class ParseContext:
     own_networks: frozenset[str] = field(default_factory=frozenset)
     remote_host: str | None = None
     mode: Mode = "docker"
+    tls_port: int | None = None  # GoDoxy's shared TLS port: TCP routes there are SNI routes
+    tls_client_cas: tuple[tuple[str, str], ...] = ()  # client CA profiles: (name, CA file)
+
+    def tls_facts(self, *, paths_allowed: bool = False) -> TLSFacts:
+        """The operator's TLS settings as the TLS step reads them."""
+        return TLSFacts(self.tls_port, dict(self.tls_client_cas), paths_allowed)
 
     def target_allowed(self, host: str) -> bool:
         """Whether ``host`` (an IP or a name) is in the operator's ``allowed_targets``."""

@@ -4,8 +4,9 @@ collect every error of the route (all-or-nothing: one bad field and the route do
 ``build_routes`` runs small steps in order, each a pure function tested on its own: classify
 the fields (unknown ones are errors whatever the route), read the scheme (is it a stream at
 all?), refuse the guarded fields a stream cannot honour, the ports, the per-protocol schemes,
-convert the other fields, the bind address, the target host, the target port each protocol
-dials (published ports on a remote engine), then publish the ``RouteSpec`` of each protocol.
+convert the other fields, the TLS fields (``tls``: server names, termination), the bind
+address, the target host, the target port each protocol dials (published ports on a remote
+engine), then publish the ``RouteSpec`` of each protocol.
 Pure functions, no I/O."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from godoxy_streams.labels.catalog import (
 )
 from godoxy_streams.labels.precedence import FieldValue
 from godoxy_streams.labels.result import Ignored, ParseResult, http_label, http_route
+from godoxy_streams.labels.tls import TLSFacts, tls_fields
 from godoxy_streams.labels.values import (
     HTTP_SCHEMES,
     ValueProblem,
@@ -51,6 +53,7 @@ class RouteFacts:
     label_host_check: Callable[[str], str | None] | None = None  # None: static file, anything goes
     default_bind: str = "0.0.0.0"
     default_host_v6: str | None = None
+    tls: TLSFacts = TLSFacts()
 
 
 @dataclass
@@ -116,23 +119,13 @@ def not_a_stream(
 def guarded_fields(known: Mapping[str, FieldValue], kind: str, problems: Problems) -> None:
     """GoDoxy fields a stream route cannot honour and must not drop in silence (docs/labels.md):
     each is an error when set."""
-    tls = known.get("tls_termination")
-    if tls is not None:
-        try:
-            wanted = parse_bool(tls.text)
-        except ValueProblem as exc:
-            problems.label(tls, str(exc))
-            wanted = False
-        if wanted:
-            problems.label(
-                tls, "tls_termination is not supported yet: this route cannot terminate TLS"
-            )
     mtls = known.get("inbound_mtls_profile")
     if mtls is not None:
         problems.label(
             mtls,
             "inbound mTLS is not supported on stream routes (GoDoxy: HTTP routes only); "
-            "this port would accept clients without a certificate",
+            "this port would accept clients without a certificate (a route that terminates "
+            "TLS checks client certificates with tls_client_ca)",
         )
     agent = known.get("agent")
     if agent is not None:
@@ -338,6 +331,7 @@ def build_routes(alias: str, fields: Mapping[str, FieldValue], facts: RouteFacts
     schemes = schemes_for(scheme, target_port, facts.exposed)
     values, health = convert_values(known, problems)
     proxy_protocol(known, values, schemes, problems)
+    tls_fields(alias, known, values, schemes, listen, facts.tls, problems)
     bind = read_bind(known.get("bind"), schemes, facts.default_bind, problems)
     host = read_host(known.get("host"), schemes, facts, problems)
     ports = target_ports(target_port, schemes, facts, "host" in known, problems)

@@ -106,6 +106,7 @@ def static_route(name: str, body: Any, ours: bool, ctx: ParseContext) -> ParseRe
         target_host="127.0.0.1",
         default_host_v6="::1",
         default_bind=ctx.default_bind,
+        tls=ctx.tls_facts(paths_allowed=True),
     )
     built = build_routes(name.lower(), fields, facts)
     if ours and not built.routes and not built.errors:

@@ -10,6 +10,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
+from godoxy_streams.server_names import patterns_text, sni_pattern
+
 STREAM_SCHEMES = ("tcp", "udp", "tcp4", "tcp6", "udp4", "udp6", "tcp+udp")
 HTTP_SCHEMES = ("http", "https", "h2c", "fileserver")
 
@@ -154,3 +156,18 @@ def parse_choice(text: str, choices: Sequence[str]) -> str:
         if word == choice or word == choice.replace("_", ""):
             return choice
     raise ValueProblem("expected one of " + ", ".join(choices))
+
+
+def parse_server_names(value: str | Sequence[str]) -> tuple[str, ...]:
+    """``sni``: server-name patterns (``*``, ``*.example.com``, exact names), a YAML list
+    or a comma-separated string -> their written forms, sorted."""
+    items = split_list(value)
+    if not items:
+        raise ValueProblem("expected server names such as db.example.com, *.example.com or *")
+    patterns = []
+    for item in items:
+        try:
+            patterns.append(sni_pattern(item))
+        except ValueError as exc:
+            raise ValueProblem(str(exc)) from None
+    return patterns_text(patterns)

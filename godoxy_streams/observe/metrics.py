@@ -5,8 +5,9 @@ Per route (labelled by alias, scheme, listen and source): connections or session
 active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
 away for want of a healthy upstream, and the route's state (``running``, ``unhealthy``, ...).
 Per pool member (route labels plus ``member`` and ``container``): whether it is up, its open
-and total connections, its failed dials. Daemon-wide: routes by state, engine connectivity,
-last sync time, reconcile durations.
+and total connections, its failed dials. Per shared TLS socket: connections accepted, their
+outcomes (routed, no match, not TLS, ...), terminated handshakes. Daemon-wide: routes by
+state, engine connectivity, last sync time, reconcile durations.
 
 The text is written in one pass over the routes (each route's labels escaped once), not
 through metric-family objects, and a render is served again for ``MAX_AGE`` seconds: at
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from godoxy_streams.snapshot import ROUTE_STATES, RouteView, Snapshot
+from godoxy_streams.snapshot import ROUTE_STATES, RouteView, Snapshot, SNISocketView
 
 PREFIX = "godoxy_streams"
 MAX_AGE = 1.0  # seconds a render is served again
@@ -43,6 +44,14 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("upstream_connections_active", "gauge", "open connections / sessions per member"),
     ("upstream_connections_total", "counter", "connections / sessions sent to the member"),
     ("upstream_dial_failures_total", "counter", "failed dials to the member"),
+    ("sni_connections_total", "counter", "connections accepted on a shared TLS socket"),
+    (
+        "sni_outcomes_total",
+        "counter",
+        "shared TLS socket connections by outcome: routed, or why not (no_match: alert "
+        "unrecognized_name; not_tls, malformed, timed_out, empty, overloaded, no_certificate)",
+    ),
+    ("tls_handshakes_total", "counter", "terminated TLS handshakes"),
     ("routes", "gauge", "routes by state"),
     ("invalid_routes", "gauge", "routes rejected for invalid labels"),
     ("docker_connected", "gauge", "1 while the Docker engine answers"),
@@ -114,6 +123,21 @@ def route_lines(route: RouteView, out: dict[str, list[str]]) -> None:
         out["upstream_dial_failures_total"].append(f"{labels} {number(m.failures)}")
 
 
+def sni_lines(view: SNISocketView, out: dict[str, list[str]]) -> None:
+    """One shared TLS socket's samples (label ``socket``; never per server name, which
+    clients pick)."""
+    socket = escape(view.socket)
+    out["sni_connections_total"].append(f'{{socket="{socket}"}} {number(view.accepted)}')
+    for outcome, count in view.outcomes:
+        out["sni_outcomes_total"].append(
+            f'{{outcome="{escape(outcome)}",socket="{socket}"}} {number(count)}'
+        )
+    for result, count in (("ok", view.handshakes), ("failed", view.handshake_failed)):
+        out["tls_handshakes_total"].append(
+            f'{{result="{result}",socket="{socket}"}} {number(count)}'
+        )
+
+
 def render_snapshot(taken: Snapshot) -> str:
     """Every family but the reconcile histogram, as Prometheus text."""
     out: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
@@ -121,6 +145,8 @@ def render_snapshot(taken: Snapshot) -> str:
     for route in taken.routes:
         by_state[route.state] += 1
         route_lines(route, out)
+    for view in taken.sni_sockets:
+        sni_lines(view, out)
     out["routes"] = [f'{{state="{state}"}} {number(n)}' for state, n in by_state.items()]
     out["invalid_routes"] = [f" {number(len(taken.errors))}"]
     out["docker_connected"] = [

@@ -5,9 +5,9 @@
 Pure functions from a ``Snapshot`` and the query string to a JSON document (the handlers in
 ``status_api`` only wrap them). Without paging parameters ``/api/routes`` answers as it always
 did: every route, label error and container. With them, routes are filtered by ``q`` (a
-case-insensitive substring of alias, container, scheme, listen and target addresses, state
-or id), sorted (running, unhealthy, conflict, error; then alias, scheme) and cut to
-``[offset, offset + limit)``; label errors and containers are filtered by ``q`` and cut to
+case-insensitive substring of alias, container, scheme, listen and target addresses, state,
+id or TLS server names), sorted (running, unhealthy, conflict, error; then alias, scheme)
+and cut to ``[offset, offset + limit)``; label errors and containers are filtered by ``q`` and cut to
 ``limit`` too, each list with its total. Only the routes of the page read their counters.
 """
 
@@ -69,7 +69,7 @@ def matches(route: RouteView, needle: str) -> bool:
     spec = route.spec
     text = (
         f"{spec.alias}\n{spec.origin.name}\n{spec.scheme}\n{route.listen}\n"
-        f"{spec.target_host}:{spec.target_port}\n{route.state}\n{route.id}"
+        f"{spec.target_host}:{spec.target_port}\n{route.state}\n{route.id}\n{' '.join(spec.sni)}"
     )
     return needle in text.lower()
 

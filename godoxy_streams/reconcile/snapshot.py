@@ -80,6 +80,7 @@ def build_snapshot(
         passes=reconciler.passes,
         last_sync=reconciler.last.finished_at,
         agent_channels=manager.channel_views(),
+        sni_sockets=tuple(manager.sni_views()),
         timeline=manager.events.events(),
         history_of=manager.sampler.read,
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 import os
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.streams.tls.names import NamePattern, NameTable, server_name, sni_pattern
+from godoxy_streams.server_names import NamePattern, NameTable, server_name, sni_pattern
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer")
 KEY_SUFFIX = ".key"
@@ -69,6 +70,33 @@ class CertificateSource(Protocol):
     def refresh(self) -> bool:
         """Pick up changes; True when the certificates changed."""
         ...
+
+    def names(self) -> Iterable[NamePattern]:
+        """Every name a certificate in service serves (for a route's start-up check)."""
+        ...
+
+
+def uncovered(source: CertificateSource, patterns: Iterable[NamePattern]) -> list[NamePattern]:
+    """The patterns of a terminating route that no certificate serves: an exact name needs
+    a certificate for it, a wildcard a wildcard certificate (or ``default.*``), ``*`` the
+    default one; GoDoxy's ``site2.*`` needs some certificate whose name starts with that
+    label, a wildcard or the default (the client's domain is not known before it asks)."""
+    missing = []
+    for pattern in patterns:
+        if pattern.kind == "exact":
+            found = source.certificate_for(pattern.key) is not None
+        elif pattern.kind == "wildcard":
+            found = source.certificate_for(f"*.{pattern.key}") is not None
+        elif pattern.kind == "default":
+            found = source.certificate_for(None) is not None
+        else:
+            found = source.certificate_for(None) is not None or any(
+                name.kind == "wildcard" or name.key.partition(".")[0] == pattern.key
+                for name in source.names()
+            )
+        if not found:
+            missing.append(pattern)
+    return missing
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
@@ -154,6 +182,9 @@ class CertificateDirectory:
 
     def certificate_for(self, name: str | None) -> Certificate | None:
         return self._table.match(name) or self._default
+
+    def names(self) -> list[NamePattern]:
+        return [name for cert in self.certificates.values() for name in cert.names]
 
     def refresh(self) -> bool:
         """Reload if any file changed since the last load."""

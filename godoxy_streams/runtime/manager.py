@@ -6,7 +6,9 @@ for a plain route) and their health checks. A bind failure is an error of that r
 their port at once and drain in the background. A changed member set (a replica joining or
 leaving, a Docker health change) updates the pool in place: no rebind, live connections kept.
 A route with no listen port binds the port it picked before (``kept_ports``); routes with a
-listen port start first, so a port a label names wins over one only kept.
+listen port start first, so a port a label names wins over one only kept. Routes chosen by TLS
+server name share their socket's listener (``sni_sockets``): their streams are registered with
+it instead of bound.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from godoxy_streams.runtime.access_log import access_logger
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
 from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.sampler import Sampled, Sampler
+from godoxy_streams.runtime.sni_sockets import SNISockets, socket_of
 from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.runtime.views import failed_view, running_view
 from godoxy_streams.settings import Settings
-from godoxy_streams.snapshot import RouteView
+from godoxy_streams.snapshot import RouteView, SNISocketView
 from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.context import OnClose
 from godoxy_streams.streams.limits import ConcurrencyCounter
 from godoxy_streams.streams.options import StreamOptions
 from godoxy_streams.streams.pool import MemberSpec, describe
@@ -105,6 +109,7 @@ class StreamManager:
         self.events = events if events is not None else EventLog()
         self.health = HealthChecks(self.tunnels, self.events)
         self.sampler = Sampler(settings.history_interval)  # ``run`` by the daemon
+        self.sni = SNISockets(settings)
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -129,6 +134,10 @@ class StreamManager:
     def sampled(self) -> Iterator[Sampled]:
         """What the history sampler reads each tick: every running route's counters."""
         return ((r.id, r.stream.stats, r.stream.pool) for r in self.running.values())
+
+    def sni_views(self) -> list[SNISocketView]:
+        """Each shared TLS socket's counters, for the read model."""
+        return self.sni.views()
 
     def channel_views(self) -> dict[str, dict[str, object]]:
         """Each tunnel's datagram channel, for ``/healthz``."""
@@ -164,7 +173,8 @@ class StreamManager:
             per_source_burst=limits.per_source_burst,
             global_limit=self._global_limit,
             proxy_protocol=spec.proxy_protocol if spec.proto == "tcp" else None,
-            proxy_protocol_trusted=self._trusted if spec.proto == "tcp" else None,
+            # a shared TLS socket reads the ClientHello first: no PROXY header in
+            proxy_protocol_trusted=self._trusted if spec.proto == "tcp" and not spec.sni else None,
             proxy_header_timeout=limits.proxy_header_timeout,
             dialer=tunnel.dial if (tunnel := self.tunnels.get(spec.origin.engine)) else None,
             datagram_dialer=tunnel.open_flow if tunnel and spec.proto == "udp" else None,
@@ -192,9 +202,12 @@ class StreamManager:
                 self._log(route.spec, "stop", route.bound_port)
                 self.kept_ports.release(route.spec, route.bound_port)
                 timeline.stopped(self.events, route.spec, route.bound_port)
+                if route.spec.sni:
+                    self.sni.remove(route.spec)
                 self._close_in_background(route.stream)
                 stopped.append(key)
         if stopped:
+            await self.sni.settle(keep=[socket_of(s) for s in plan.start if s.sni])
             await asyncio.sleep(0)  # let the closes stop their listeners before new binds
         retargeted = []
         for spec in plan.retarget:
@@ -212,6 +225,7 @@ class StreamManager:
                 started.append(spec.key)
             else:
                 failed[spec.key] = error
+        await self.sni.settle()  # a shared socket whose routes all failed to start
         for key in (*stopped, *retargeted, *started):
             route = self.running.get(key)
             if route is not None and route.stream.pool is not None:
@@ -221,7 +235,7 @@ class StreamManager:
         self.kept_ports.save()
         return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
 
-    async def _serve(self, spec: RouteSpec, port: int) -> Stream:
+    def _stream(self, spec: RouteSpec, port: int) -> Stream:
         stream_cls = UDPStream if spec.proto == "udp" else TCPStream
         stream = stream_cls(
             (spec.bind, port),
@@ -230,17 +244,35 @@ class StreamManager:
             name=f"{spec.origin.name}/{spec.alias}",
         )
         stream.set_pool(member_specs(spec), spec.balance)
-        on_close = access_logger(spec) if self._access_log else None
-        await stream.serve(on_close=on_close)
         return stream
 
+    def _on_close(self, spec: RouteSpec) -> OnClose | None:
+        return access_logger(spec) if self._access_log else None
+
+    async def _serve(self, spec: RouteSpec, port: int) -> Stream:
+        stream = self._stream(spec, port)
+        await stream.serve(on_close=self._on_close(spec))
+        return stream
+
+    async def _share(self, spec: RouteSpec) -> tuple[Stream, str | None]:
+        """A route chosen by TLS server name: its stream, registered with the listener of
+        its shared socket; or the error that keeps it out."""
+        stream = self._stream(spec, spec.listen_port or 0)
+        assert isinstance(stream, TCPStream)  # sni is a TCP field
+        return stream, await self.sni.add(spec, stream, self._on_close(spec))
+
     async def _start(self, spec: RouteSpec) -> str | None:
+        notice: str | None = None
         try:
-            stream, notice = await self.kept_ports.bind(spec, lambda p: self._serve(spec, p))
+            if spec.sni:
+                stream, message = await self._share(spec)
+            else:
+                stream, notice = await self.kept_ports.bind(spec, lambda p: self._serve(spec, p))
+                message = None
         except ListenError as exc:
-            message = (
-                f"cannot listen on {spec.proto} {_where(spec.bind, spec.listen_port or 0)}: {exc}"
-            )
+            listen = _where(spec.bind, spec.listen_port or 0)
+            message = f"cannot listen on {spec.proto} {listen}: {exc}"
+        if message is not None:
             previous = self.failed.get(spec.key)
             if previous is None or previous[1] != message:
                 self._log(spec, "error", error=message)
@@ -251,6 +283,8 @@ class StreamManager:
         self.running[spec.key] = RunningRoute(spec, stream, notice)
         self.specs[spec.key] = spec
         extra = {"members": describe(stream.pool.members)} if spec.pool and stream.pool else {}
+        if spec.sni:
+            extra["sni"] = ",".join(spec.sni)
         self._log(spec, "start", stream.local_addr[1], **extra)
         timeline.started(self.events, spec, stream.local_addr[1])
         self._warn_open_udp(spec)
@@ -287,6 +321,8 @@ class StreamManager:
         for route in routes:
             self._log(route.spec, "stop", route.bound_port)
             self.kept_ports.release(route.spec, route.bound_port)
+            if route.spec.sni:
+                self.sni.remove(route.spec)
             if kill:
                 self._close_in_background(route.stream, on_stop="kill")
             elif grace is not None:
@@ -294,5 +330,6 @@ class StreamManager:
             else:
                 self._close_in_background(route.stream)
         self.kept_ports.save()
+        await self.sni.settle()
         if self._closing:
             await asyncio.wait(set(self._closing))

@@ -1,5 +1,6 @@
 """The runtime's part of the read model: each running or failed route as a ``RouteView``,
-read from its stream's counters and pool when first asked (no live object leaves)."""
+read from its stream's counters and pool when first asked, and each shared TLS socket's
+counters (no live object leaves)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import time
 from functools import partial
 
 from godoxy_streams.model import RouteSpec
-from godoxy_streams.snapshot import Counters, LiveState, MemberView, RouteView
+from godoxy_streams.snapshot import (
+    SNI_OUTCOMES,
+    Counters,
+    LiveState,
+    MemberView,
+    RouteView,
+    SNISocketView,
+)
 from godoxy_streams.streams.pool import Pool
 from godoxy_streams.streams.stats import StreamStats
+from godoxy_streams.streams.tls.listener import SNIListener
 
 
 def counters_of(stats: StreamStats) -> Counters:
@@ -88,3 +97,16 @@ def running_view(
 def failed_view(spec: RouteSpec, message: str) -> RouteView:
     """A route whose listener could not be bound."""
     return RouteView(spec=spec, state="error", error=message)
+
+
+def sni_socket_view(socket: str, routes: int, listener: SNIListener) -> SNISocketView:
+    """A shared TLS socket's counters."""
+    stats = listener.stats
+    return SNISocketView(
+        socket=socket,
+        routes=routes,
+        accepted=stats.accepted,
+        outcomes=tuple((name, getattr(stats, name)) for name in SNI_OUTCOMES),
+        handshakes=stats.handshakes,
+        handshake_failed=stats.handshake_failed,
+    )

@@ -12,10 +12,12 @@ where GoDoxy differs) or ``gap:`` (a GoDoxy feature not built yet).
 Case fields: ``name``, ``godoxy`` (its result, in words), ``kind`` (``labels``, the default;
 ``routes_file``; ``engine``), the input (``labels`` with ``container``, ``container_name``,
 ``ports``, ``expose``, ``network_mode``, ``networks``, or ``services`` for several containers;
-``file`` for a routes file; ``engine`` and ``facts`` for an engine case), and ``ours``:
-``routes`` (``alias scheme bind:listen -> host:port``, exactly), ``errors`` (``label: text``,
-exactly as many), ``notes`` (texts that must appear), ``fields`` (``alias[/scheme]`` ->
-RouteSpec attribute -> value)."""
+``file`` for a routes file; ``engine`` and ``facts`` for an engine case), ``settings`` (the
+operator's, e.g. ``tls_port: 443`` as GoDoxy's users set it: a ``--config`` file), and
+``ours``: ``routes`` (``alias scheme bind:listen -> host:port``, then ``sni NAMES`` for a
+route chosen by TLS server name and ``terminated`` when it terminates TLS; exactly),
+``errors`` (``label: text``, exactly as many), ``notes`` (texts that must appear), ``fields``
+(``alias[/scheme]`` -> RouteSpec attribute -> value)."""
 
 from __future__ import annotations
 
@@ -30,9 +32,11 @@ from typing import Any
 import yaml
 
 from godoxy_streams.app import check, cli
+from godoxy_streams.app.context import settings_context
 from godoxy_streams.containers import ContainerInfo, PortFact
 from godoxy_streams.labels import ParseContext, ParseResult
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.settings import Settings
 from godoxy_streams.sources.routes_file import load_routes_file
 
 CASES = Path(__file__).parent / "cases"
@@ -100,10 +104,13 @@ class Outcome:
 def route_line(route: Mapping[str, Any]) -> str:
     bind = f"[{route['bind']}]" if ":" in route["bind"] else route["bind"]
     listen = route["listen_port"] or "auto"
-    return (
+    line = (
         f"{route['alias']} {route['scheme']} {bind}:{listen} -> "
         f"{route['target_host']}:{route['target_port']}"
     )
+    if route.get("sni"):
+        line += " sni " + ",".join(route["sni"])
+    return line + (" terminated" if route.get("tls_termination") else "")
 
 
 def compose_document(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,14 +138,27 @@ def run_cli(args: list[str]) -> tuple[int, dict[str, Any]]:
 
 
 def write_input(case: Case, where: Path) -> list[str]:
-    """The case's input as a file under ``where``, and the ``check`` arguments that read it."""
+    """The case's input as a file under ``where``, and the ``check`` arguments that read it
+    (``--config FILE`` first when the case has operator settings)."""
+    config = []
+    if case.entry.get("settings"):
+        config_path = where / "config.yml"
+        config_path.write_text(yaml.safe_dump(dict(case.entry["settings"])))
+        config = ["--config", str(config_path)]
     if case.kind == "routes_file":
         path = where / "routes.yml"
         path.write_text(case.entry["file"])
-        return ["check", "--no-docker", "--routes", str(path), "--json"]
+        return ["check", *config, "--no-docker", "--routes", str(path), "--json"]
     path = where / "compose.yml"
     path.write_text(yaml.safe_dump(compose_document(case.entry), sort_keys=False))
-    return ["check", "--compose", str(path), "--json"]
+    return ["check", *config, "--compose", str(path), "--json"]
+
+
+def case_context(case: Case, where: Path) -> ParseContext:
+    """What the case's operator settings make of the label grammar's context."""
+    if not case.entry.get("settings"):
+        return ParseContext()
+    return settings_context(Settings.load(where / "config.yml"))
 
 
 def run_case(case: Case, where: Path) -> Outcome:
@@ -147,7 +167,7 @@ def run_case(case: Case, where: Path) -> Outcome:
     args = write_input(case, where)
     code, report = run_cli(args)
     path = Path(args[-2])
-    ctx = ParseContext()
+    ctx = case_context(case, where)
     if case.kind == "routes_file":
         routes = check.report_for([], load_routes_file(path, ctx), ctx).routes
     else:

@@ -3,7 +3,9 @@
 The image holds one static binary, /echo (tests/docker/echo/echo.c, see its header for
 flags and sub-commands), built with gcc and `docker import`ed from an in-memory tar: no
 registry, no base image. Its tag is `godoxy-streams-test/echo:<hash>` where the hash
-covers the sources and the build recipe, so it is rebuilt only when those change.
+covers the sources and the build recipe, so it is rebuilt only when those change. A second
+image is made the same way, `godoxy-streams-test/tls-echo` (tests/docker/tls_echo, linked
+static against OpenSSL: a TLS upstream for the SNI route tests).
 
 Everything the kit creates is named `gds-test-<hint>-<random>` and labelled
 `godoxy-streams-test=1` plus the creating session's id, pid and host, so a sweep can
@@ -24,6 +26,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,9 +56,7 @@ STALE_AFTER = 3600.0
 ECHO_SRC = Path(__file__).parent / "echo"
 BUILD_DIR = Path(__file__).parent / ".build"  # git-ignored
 CFLAGS = ("-static", "-O2", "-Wall", "-Wextra", "-s")
-IMAGE_CHANGES = (f'ENTRYPOINT ["{ECHO}"]', "WORKDIR /")
 ROOTFS_DIRS = {"tmp": 0o1777, "etc": 0o755}
-RECIPE = json.dumps(["recipe v1", CFLAGS, IMAGE_CHANGES, sorted(ROOTFS_DIRS.items())])
 
 NANOSECONDS = 1_000_000_000
 
@@ -64,48 +65,88 @@ class KitUnavailable(RuntimeError):
     """The test image cannot be built here (no gcc, no static libc, ...)."""
 
 
-# -- the image ----------------------------------------------------------------------------
+# -- the images ---------------------------------------------------------------------------
 
 
-def sources_hash() -> str:
-    """12 hex digits of SHA-256 over the echo sources and the build recipe."""
-    h = hashlib.sha256(RECIPE.encode())
-    for path in sorted(ECHO_SRC.iterdir()):
+@dataclass(frozen=True)
+class StaticImage:
+    """A scratch image holding one static binary compiled from the C files of ``src``."""
+
+    repo: str
+    src: Path
+    binary: str  # its path in the image, and the ENTRYPOINT
+    libs: tuple[str, ...] = ()  # static libraries to link (e.g. -lssl)
+    needs: str = ""  # the package that provides them, for the error when they are missing
+
+    @property
+    def changes(self) -> tuple[str, ...]:
+        return (f'ENTRYPOINT ["{self.binary}"]', "WORKDIR /")
+
+    @property
+    def recipe(self) -> str:
+        parts: list[Any] = ["recipe v1", CFLAGS, self.changes, sorted(ROOTFS_DIRS.items())]
+        return json.dumps(parts + ([self.libs] if self.libs else []))
+
+
+ECHO_IMAGE = StaticImage(IMAGE_REPO, ECHO_SRC, ECHO)
+TLS_ECHO_IMAGE = StaticImage(
+    "godoxy-streams-test/tls-echo",
+    Path(__file__).parent / "tls_echo",
+    "/tls-echo",
+    ("-lssl", "-lcrypto", "-lpthread"),
+    "libssl-dev",
+)
+"""tests/docker/tls_echo/tls_echo.c: a TLS echo server (OpenSSL, linked static)."""
+
+
+def sources_hash(image: StaticImage = ECHO_IMAGE) -> str:
+    """12 hex digits of SHA-256 over the image's sources and its build recipe."""
+    h = hashlib.sha256(image.recipe.encode())
+    for path in sorted(image.src.iterdir()):
         if path.is_file():
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
 
-def image_tag() -> str:
-    return f"{IMAGE_REPO}:{sources_hash()}"
+def image_tag(image: StaticImage = ECHO_IMAGE) -> str:
+    return f"{image.repo}:{sources_hash(image)}"
 
 
-def compile_echo(digest: str | None = None) -> Path:
-    """Compile the static echo binary into tests/docker/.build (cached by source hash)."""
-    digest = digest or sources_hash()
-    out = BUILD_DIR / f"echo-{digest}"
+def compile_echo(digest: str | None = None, image: StaticImage = ECHO_IMAGE) -> Path:
+    """Compile the image's static binary into tests/docker/.build (cached by source hash)."""
+    digest = digest or sources_hash(image)
+    name = Path(image.binary).name
+    out = BUILD_DIR / f"{name}-{digest}"
     if out.exists():
         return out
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        raise KitUnavailable("no C compiler (gcc) to build the echo test server")
-    libc = subprocess.run(
-        [gcc, "-print-file-name=libc.a"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    if not os.path.isabs(libc) or not os.path.exists(libc):
-        raise KitUnavailable(
-            "static linking is impossible: gcc finds no libc.a (install libc6-dev / glibc-static)"
-        )
+        raise KitUnavailable(f"no C compiler (gcc) to build the {name} test server")
+    for lib in ("libc", *("lib" + flag[2:] for flag in image.libs)):
+        found = subprocess.run(
+            [gcc, f"-print-file-name={lib}.a"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if not os.path.isabs(found) or not os.path.exists(found):
+            hint = image.needs if lib != "libc" else "libc6-dev / glibc-static"
+            raise KitUnavailable(
+                f"static linking is impossible: gcc finds no {lib}.a (install {hint})"
+            )
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".echo-", dir=BUILD_DIR)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}-", dir=BUILD_DIR)
     os.close(fd)
     try:
-        sources = sorted(str(p) for p in ECHO_SRC.glob("*.c"))
+        sources = sorted(str(p) for p in image.src.glob("*.c"))
         proc = subprocess.run(
-            [gcc, *CFLAGS, "-o", tmp, *sources], capture_output=True, text=True, check=False
+            [gcc, *CFLAGS, "-o", tmp, *sources, *image.libs],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
-            raise KitUnavailable(f"compiling the echo server failed:\n{proc.stderr}")
+            raise KitUnavailable(f"compiling the {name} server failed:\n{proc.stderr}")
         os.replace(tmp, out)  # atomic: concurrent builders agree on the result
     finally:
         if os.path.exists(tmp):
@@ -113,8 +154,8 @@ def compile_echo(digest: str | None = None) -> Path:
     return out
 
 
-def rootfs_tar(binary: Path) -> bytes:
-    """A root filesystem as an uncompressed tar: /echo and the few directories it needs."""
+def rootfs_tar(binary: Path, path: str = ECHO) -> bytes:
+    """A root filesystem as an uncompressed tar: the binary and the few directories it needs."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, mode in ROOTFS_DIRS.items():
@@ -122,38 +163,38 @@ def rootfs_tar(binary: Path) -> bytes:
             info.type, info.mode = tarfile.DIRTYPE, mode
             tar.addfile(info)
         data = binary.read_bytes()
-        info = tarfile.TarInfo(ECHO.lstrip("/"))
+        info = tarfile.TarInfo(path.lstrip("/"))
         info.mode, info.size = 0o755, len(data)
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
-def ensure_image(client: docker.DockerClient) -> str:
-    """The echo image's tag: reused when present, otherwise compiled and imported now."""
-    digest = sources_hash()
-    tag = f"{IMAGE_REPO}:{digest}"
+def ensure_image(client: docker.DockerClient, image: StaticImage = ECHO_IMAGE) -> str:
+    """The image's tag: reused when present, otherwise compiled and imported now."""
+    digest = sources_hash(image)
+    tag = f"{image.repo}:{digest}"
     try:
         client.images.get(tag)
         return tag
     except docker.errors.ImageNotFound:
         pass
-    tar = rootfs_tar(compile_echo(digest))
+    tar = rootfs_tar(compile_echo(digest, image), image.binary)
     reply = client.api.import_image_from_data(
-        tar, repository=IMAGE_REPO, tag=digest, changes=list(IMAGE_CHANGES)
+        tar, repository=image.repo, tag=digest, changes=list(image.changes)
     )
     for line in str(reply).splitlines():  # a stream of JSON messages; errors ride in it
         if line.strip().startswith("{") and "error" in (msg := json.loads(line)):
             raise RuntimeError(f"docker import of {tag} failed: {msg['error']}")
     client.images.get(tag)  # raises if the import silently did nothing
-    _remove_stale_images(client, keep=tag)
+    _remove_stale_images(client, keep=tag, repo=image.repo)
     return tag
 
 
-def _remove_stale_images(client: docker.DockerClient, keep: str) -> None:
-    """Best effort: drop older echo tags that no container uses."""
-    for image in client.images.list(name=IMAGE_REPO):
+def _remove_stale_images(client: docker.DockerClient, keep: str, repo: str = IMAGE_REPO) -> None:
+    """Best effort: drop the repository's older tags that no container uses."""
+    for image in client.images.list(name=repo):
         for tag in image.tags:
-            if tag != keep and tag.startswith(IMAGE_REPO + ":"):
+            if tag != keep and tag.startswith(repo + ":"):
                 try:
                     client.images.remove(tag)
                 except docker.errors.APIError:

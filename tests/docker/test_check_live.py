@@ -36,6 +36,9 @@ def test_check_reads_live_containers(run_container: Any) -> None:
             "container": good.name,
             "engine": "local",
             "load_balance": None,
+            "sni": [],
+            "tls_termination": False,
+            "tls_client_ca": None,
             "members": [
                 {"alias": "ssh", "host": container_ip(good), "port": 22, "container": good.name}
             ],

@@ -9,9 +9,9 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from godoxy_streams.server_names import Conflict, NamePattern, sni_pattern
 from godoxy_streams.streams import OnClose, StreamOptions, TCPStream
 from godoxy_streams.streams.tls.listener import SNIListener, SNIRoute
-from godoxy_streams.streams.tls.names import Conflict, NamePattern, sni_pattern
 from godoxy_streams.streams.tls.terminate import ServerContexts
 
 from .kit import LOCAL

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from godoxy_streams.agent.certs import CertFiles
+from godoxy_streams.server_names import alias_pattern
 from godoxy_streams.streams import ConnRecord, TCPStream
 from godoxy_streams.streams.acl import Acl
-from godoxy_streams.streams.tls.names import alias_pattern
 
 from ..helpers import eventually_async
 from ..tls_kit import certificate_set, client_context, client_hello, refragment, server_context

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 
 from godoxy_streams.agent.certs import CertFiles, create_certs
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.runtime.certificates import CertificateDirectory, TLSContexts
+from godoxy_streams.runtime.certificates import CertificateDirectory, TLSContexts, uncovered
+from godoxy_streams.server_names import parse_pattern
 
 from ..tls_kit import certificate_set, client_context, handshake, install
 
@@ -244,3 +245,30 @@ def test_one_context_serving_by_sni(tmp_path: Path, made: dict[str, CertFiles]) 
         assert client.getpeercert() is not None
     with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
         handshake(client_context(made["a"].ca), server, "nobody.test")
+
+
+@pytest.mark.parametrize(
+    ("installed", "patterns", "missing"),
+    [
+        (["a"], ["a.example.test", "b.example.test"], ["b.example.test"]),
+        (["a"], ["*.example.test"], ["*.example.test"]),  # an exact name covers no wildcard
+        (["wild"], ["*.example.test", "b.example.test", "x.other.test"], ["x.other.test"]),
+        (["a"], ["*"], ["*"]),
+        (["a", "default"], ["*", "*.anything.test", "z.test"], []),
+        (["a"], ["a.*", "b.*"], ["b.*"]),  # GoDoxy's label rule: a name starting with it
+        (["wild"], ["mqtt.*"], []),
+    ],
+)
+def test_uncovered_names_of_a_terminating_route(
+    tmp_path: Path,
+    made: dict[str, CertFiles],
+    installed: list[str],
+    patterns: list[str],
+    missing: list[str],
+) -> None:
+    for stem in installed:
+        install(tmp_path, stem, made["fallback" if stem == "default" else stem])
+    store = CertificateDirectory(tmp_path)
+    store.reload()
+    wanted = [parse_pattern(p) for p in patterns]
+    assert [str(p) for p in uncovered(store, wanted)] == missing

@@ -32,6 +32,9 @@ def test_check_compose_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "container": "ssh",
         "engine": "local",
         "load_balance": None,
+        "sni": [],
+        "tls_termination": False,
+        "tls_client_ca": None,
         "members": [{"alias": "ssh", "host": "ssh", "port": 22, "container": "ssh"}],
     }
     assert {r["scheme"] for r in doc["routes"] if r["alias"] == "dns"} == {"tcp", "udp"}
@@ -101,3 +104,26 @@ def test_check_warns_about_yaml_1_1_numbers(
     out = capsys.readouterr().out
     assert "label proxy.a.port is an unquoted number to YAML 1.1 readers" in out
     assert "133342" in out
+
+
+def test_check_shows_server_names_and_the_name_a_conflict_is_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compose = tmp_path / "compose.yml"
+    compose.write_text(
+        "services:\n"
+        "  git: {labels: {proxy.git.port: '443:443', proxy.git.sni: git.example.com}}\n"
+        "  wiki: {labels: {proxy.wiki.port: '443:8443', proxy.wiki.sni: '*.example.com'}}\n"
+        "  mqtt:\n"
+        "    labels: {proxy.mqtt.port: '443:1883', proxy.mqtt.sni: 'mqtt.test, git.example.com',\n"
+        "             proxy.mqtt.tls_termination: 'true'}\n"
+    )
+    assert main(["check", "--compose", str(compose)]) == 1
+    out = capsys.readouterr().out
+    assert "0.0.0.0:443 sni git.example.com " in out and "0.0.0.0:443 sni *.example.com " in out
+    assert (
+        'error: container "mqtt": route "mqtt": conflict: server name "git.example.com" on '
+        "tcp/0.0.0.0:443 "
+        'is held by git (route "git")'
+    ) in out
+    assert "2 route(s), 1 error(s)" in out

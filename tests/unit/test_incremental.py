@@ -24,14 +24,21 @@ from .routekit import route
 CONTAINERS = ("c0", "c1", "c2", "c3", "c4")
 
 
+NAME_SETS = [(), (), ("a.example.com",), ("*.example.com",), ("a.example.com", "b.test"), ("*",)]
+
+
 @st.composite
 def a_route(draw: st.DrawFn, container: str) -> RouteSpec:
     lb = draw(st.sampled_from([None, None, "round_robin"]))
     extra: dict[str, object] = {"load_balance": lb} if lb else {}
+    port = draw(st.sampled_from([None, 2222, 2222, 2223]))
+    scheme = draw(st.sampled_from(["tcp", "tcp", "udp"]))
+    if port and scheme == "tcp":  # an SNI route: names on a shared socket
+        extra["sni"] = draw(st.sampled_from(NAME_SETS))
     return route(
         draw(st.sampled_from(["a", "b"])),
-        draw(st.sampled_from([None, 2222, 2222, 2223])),
-        scheme=draw(st.sampled_from(["tcp", "tcp", "udp"])),
+        port,
+        scheme=scheme,
         bind=draw(st.sampled_from(["0.0.0.0", "0.0.0.0", "127.0.0.1", "::"])),
         target=(f"10.0.0.{draw(st.integers(1, 3))}", 22),
         container=container,

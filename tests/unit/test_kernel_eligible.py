@@ -45,6 +45,7 @@ def _member(host: str, port: int = 7, name: str = "b") -> Member:
         ({"load_balance": "ip_hash"}, CTX, True, KERNEL_REASON),
         ({"acl_allow": ("10.0.0.0/8",), "max_connections": 3}, CTX, True, KERNEL_REASON),
         ({"proxy_protocol": "v2"}, CTX, False, "PROXY protocol out"),
+        ({"sni": ("a.example.com",)}, CTX, False, "TLS server name"),
         ({}, FastPathContext(return_networks=("172.16.0.0/12",)), False, "access log"),
         ({"origin": RouteOrigin(kind="docker", name="c", engine="edge")}, CTX, False, "agent"),
         ({"load_balance": "least_conn"}, CTX, False, "least_conn"),

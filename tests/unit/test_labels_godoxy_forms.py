@@ -146,14 +146,14 @@ def test_thirteen_http_shortcuts_with_inbound_mtls_profiles_read_as_guarded() ->
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        ({"proxy.a.tls_termination": "true"}, "tls_termination is not supported yet"),
+        ({"proxy.a.tls_termination": "true"}, "applies to routes chosen by TLS server name"),
         ({"proxy.a.tls_termination": "maybe"}, "expected a boolean"),
         ({"proxy.a.inbound_mtls_profile": "corp"}, "inbound mTLS is not supported"),
         ({"proxy.a.agent": "agent-1"}, "agent is not allowed on a container's route"),
-        ({"proxy.aliases": "a", "proxy.tls_terminations": "true"}, "tls_termination is not"),
+        ({"proxy.aliases": "a", "proxy.tls_terminations": "true"}, "applies to routes"),
         ({"proxy.aliases": "a", "proxy.inbound_mtls_profiles": "corp"}, "inbound mTLS"),
         ({"proxy.aliases": "a", "proxy.agents": "agent-1"}, "agent is not allowed"),
-        ({"proxy.a": "tls_termination: true"}, "tls_termination is not supported yet"),
+        ({"proxy.a": "tls_termination: true"}, "applies to routes chosen by TLS server name"),
     ],
 )
 def test_guarded_fields_are_errors_on_a_stream_route(labels: dict[str, str], message: str) -> None:

@@ -9,7 +9,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from godoxy_streams.observe.metrics import Metrics, number, render_snapshot
-from godoxy_streams.snapshot import Counters, LiveState, MemberView, RouteView, Snapshot, SourceView
+from godoxy_streams.snapshot import (
+    Counters,
+    LiveState,
+    MemberView,
+    RouteView,
+    Snapshot,
+    SNISocketView,
+    SourceView,
+)
 from tests.unit.routekit import route
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -47,7 +55,13 @@ def taken() -> Snapshot:
         RouteView(route("late", 9090), "conflict", error="held"),
     )
     sources = (SourceView("local", "unix:///x", state="connected"),)
-    return Snapshot(routes_of=lambda: routes, sources=sources, last_sync=1_700_000_000.5)
+    shared = SNISocketView("tcp/0.0.0.0:443", 2, 7, (("routed", 5), ("no_match", 2)), 4, 1)
+    return Snapshot(
+        routes_of=lambda: routes,
+        sources=sources,
+        last_sync=1_700_000_000.5,
+        sni_sockets=(shared,),
+    )
 
 
 def test_every_family_and_value_reads_back() -> None:
@@ -71,6 +85,15 @@ def test_every_family_and_value_reads_back() -> None:
         ("godoxy_streams_docker_connected", labels(engine="local")): 1,
         ("godoxy_streams_last_sync_timestamp_seconds", ()): 1_700_000_000.5,
         ("godoxy_streams_invalid_routes", ()): 0,
+        ("godoxy_streams_sni_connections_total", labels(socket="tcp/0.0.0.0:443")): 7,
+        (
+            "godoxy_streams_sni_outcomes_total",
+            labels(socket="tcp/0.0.0.0:443", outcome="no_match"),
+        ): 2,
+        (
+            "godoxy_streams_tls_handshakes_total",
+            labels(socket="tcp/0.0.0.0:443", result="failed"),
+        ): 1,
     }
     assert {k: got.get(k) for k in expected} == expected
     # a route that is not bound has its state and nothing else

@@ -30,14 +30,15 @@ from tests.unit.routekit import route
         (RouteKey("tcp", "::1", 80), "tcp_--1_80"),
         (RouteKey("tcp", "fe80::1%eth0", 80), "tcp_fe80--1-eth0_80"),
         (RouteKey("tcp", "127.0.0.1", 0, "web/ssh"), "tcp_127.0.0.1_auto-"),
+        (RouteKey("tcp", "0.0.0.0", 443, "sni:a.example.com"), "tcp_0.0.0.0_443_sni-"),
     ],
 )
 def test_route_ids_are_url_safe_and_name_the_socket(key: RouteKey, expected: str) -> None:
     assert key.id.startswith(expected)
     assert all(c.isalnum() or c in "._-~" for c in key.id)
-    if not key.port:
+    if key.owner:  # a hash of the owner: the SNI names, or origin and alias
         assert len(key.id) == len(expected) + 10
-        assert key.id != RouteKey("tcp", "127.0.0.1", 0, "web/ftp").id
+        assert key.id != key._replace(owner=key.owner + "x").id
 
 
 def test_a_route_in_conflict_has_an_id_of_its_own() -> None:

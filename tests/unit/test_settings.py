@@ -64,3 +64,37 @@ def test_api_off_loopback_requires_a_token() -> None:
     assert Settings.load(api="[::1]:8899").api_token is None
     with pytest.raises(ConfigError, match="api_token"):
         Settings.load(api_token="short")
+
+
+def test_tls_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text(
+        "tls_port: 443\ncertificates_dir: /etc/godoxy/certs\n"
+        "tls_client_cas: {corp: /etc/godoxy/corp.pem}\n"
+    )
+    s = Settings.load(config)
+    assert (s.tls_port, s.certificates_dir) == (443, Path("/etc/godoxy/certs"))
+    assert s.tls_client_cas == {"corp": Path("/etc/godoxy/corp.pem")}
+    monkeypatch.setenv("GODOXY_STREAMS_TLS_CLIENT_CAS", "a=/ca/a.pem, b=/ca/b.pem")
+    monkeypatch.setenv("GODOXY_STREAMS_TLS_PORT", "8443")
+    s = Settings.load()
+    assert s.tls_client_cas == {"a": Path("/ca/a.pem"), "b": Path("/ca/b.pem")}
+    assert s.tls_port == 8443 and s.certificates_dir is None
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("corp", "expected NAME=FILE pairs"),
+        ("corp=ca.pem", "not an absolute path"),
+    ],
+)
+def test_bad_client_ca_profiles(value: str, needle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GODOXY_STREAMS_TLS_CLIENT_CAS", value)
+    with pytest.raises(ConfigError, match=needle):
+        Settings.load()
+
+
+def test_tls_port_range() -> None:
+    with pytest.raises(ConfigError, match="setting tls_port"):
+        Settings.load(tls_port=70000)

@@ -39,6 +39,9 @@ def test_labels_md_example() -> None:
         "container": "file:ssh-proxy",
         "engine": "local",
         "load_balance": None,
+        "sni": [],
+        "tls_termination": False,
+        "tls_client_ca": None,
         "members": [
             {"alias": "ssh-proxy", "host": "10.0.0.5", "port": 22, "container": "file:ssh-proxy"}
         ],

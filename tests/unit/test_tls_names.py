@@ -7,12 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from godoxy_streams.streams.tls.names import (
+from godoxy_streams.server_names import (
     DEFAULT,
     NamePattern,
     NameTable,
     alias_pattern,
     overlap,
+    parse_pattern,
+    patterns_text,
     server_name,
     sni_pattern,
 )
@@ -74,6 +76,31 @@ def test_bad_sni_patterns(text: str) -> None:
 )
 def test_alias_patterns(alias: str, pattern: NamePattern) -> None:
     assert alias_pattern(alias) == pattern
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        DEFAULT,
+        NamePattern("exact", "a.example.com"),
+        NamePattern("wildcard", "example.com"),
+        NamePattern("label", "site2"),
+        NamePattern("exact", "site2"),
+    ],
+)
+def test_written_patterns_read_back(pattern: NamePattern) -> None:
+    assert parse_pattern(str(pattern)) == pattern
+
+
+@pytest.mark.parametrize("text", ["a.b.*", ".*", "*.*", "x y.*", ""])
+def test_bad_written_patterns(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_pattern(text)
+
+
+def test_patterns_text_is_sorted_without_repeats() -> None:
+    names = [sni_pattern("b.test"), sni_pattern("*"), alias_pattern("site2"), sni_pattern("B.test")]
+    assert patterns_text(names) == ("*", "b.test", "site2.*")
 
 
 @pytest.mark.parametrize(

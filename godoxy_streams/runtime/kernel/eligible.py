@@ -4,10 +4,11 @@ The kernel path covers TCP and UDP routes on IPv4 with ACLs, ``max_connections``
 ``max_sessions``, the per-source limits, ``round_robin`` and ``ip_hash`` pools (health gating
 re-renders without the member), ``udp_timeout`` and ``conn_idle_timeout``, drain and kill.
 A route stays in userspace when it needs what only the engine does: a PROXY protocol header
-out, an access log line per connection, a tunnel through an agent, ``least_conn`` (open
-connection counts per member), a loopback bind (loopback traffic cannot be DNATed while
-``route_localnet`` stays off), IPv6, or a member whose replies would not come back through
-this host (only members on the local Docker networks return through its NAT).
+out, an access log line per connection, a tunnel through an agent, a choice by TLS server
+name (``sni``: a socket shared by name), ``least_conn`` (open connection counts per member),
+a loopback bind (loopback traffic cannot be DNATed while ``route_localnet`` stays off), IPv6,
+or a member whose replies would not come back through this host (only members on the local
+Docker networks return through its NAT).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def _member_problem(member: Member, returns: list[ipaddress.IPv4Network]) -> str
 
 def kernel_eligible(route: RouteSpec, ctx: FastPathContext) -> tuple[bool, str]:
     """Whether the kernel path can forward ``route``, and why (or why not)."""
+    if route.sni:
+        return False, "chosen by TLS server name: the engine reads each ClientHello"
     if route.proxy_protocol is not None:
         return False, "PROXY protocol out: the header is written by the userspace engine"
     if ctx.access_log:

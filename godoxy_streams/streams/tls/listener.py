@@ -2,7 +2,7 @@
 
 Each accepted connection starts with a ``HelloReader``: it reads the ClientHello
 (``clienthello``: any segmentation, at most ``MAX_FLIGHT`` bytes, within
-``hello_timeout``), the name table (``names``) picks the route, and the connection is handed
+``hello_timeout``), the name table (``server_names``) picks the route, and the connection is handed
 to that route's ``TCPStream`` (``prepare``d, with no listener of its own):
 
 - passthrough: ``TCPStream.adopt`` relays everything from the first byte (the bytes read
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from loguru import logger
 
 from godoxy_streams.errors import ConfigError
+from godoxy_streams.server_names import Conflict, NamePattern, NameTable, server_name
 from godoxy_streams.streams.admission import RefusalLog
 from godoxy_streams.streams.limits import source_key
 from godoxy_streams.streams.sockets import (
@@ -53,7 +54,6 @@ from godoxy_streams.streams.tls.clienthello import (
     ClientHelloReader,
     alert,
 )
-from godoxy_streams.streams.tls.names import Conflict, NamePattern, NameTable, server_name
 from godoxy_streams.streams.tls.terminate import ServerContexts, terminate
 
 HELLO_TIMEOUT = 5.0

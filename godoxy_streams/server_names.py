@@ -1,5 +1,6 @@
 """Server names: the patterns a route on a shared TLS socket claims, and the table that picks
-the route for a ClientHello's server name.
+the route for a ClientHello's server name. Shared vocabulary (labels, decisions, the data
+plane and the certificate store all speak it); pure, no I/O.
 
 Patterns (``NamePattern``), most specific first:
 
@@ -75,6 +76,23 @@ def sni_pattern(text: str) -> NamePattern:
     if value.startswith("*."):
         return NamePattern("wildcard", _domain(value[2:], text))
     return NamePattern("exact", _domain(value, text))
+
+
+def parse_pattern(text: str) -> NamePattern:
+    """A pattern from its written form (``str(pattern)``): ``*``, ``*.example.com``,
+    ``site2.*`` (GoDoxy's alias rule) or an exact name. Raises ValueError."""
+    value = text.strip()
+    if value.endswith(".*") and value != ".*":
+        label = _domain(value[:-2], text)
+        if "." in label:
+            raise ValueError(f"{text!r}: only a single label may stand before .* (site2.*)")
+        return NamePattern("label", label)
+    return sni_pattern(value)
+
+
+def patterns_text(patterns: Iterable[NamePattern]) -> tuple[str, ...]:
+    """Patterns in written form, sorted and without repeats (how a route stores them)."""
+    return tuple(sorted({str(p) for p in patterns}))
 
 
 def alias_pattern(alias: str) -> NamePattern:
