@@ -12,8 +12,7 @@ import ipaddress
 import itertools
 import os
 import socket
-import subprocess
-import sys
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -171,13 +170,9 @@ def test_wait_ready_reports_a_dead_server(run_container: kit.ContainerFactory) -
 def test_sweep_removes_only_abandoned_objects(
     docker_client: docker.DockerClient, test_image: str
 ) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead_pid = dead.stdout.strip()
+    # a pid above the kernel's pid_max: never alive (a pid that just exited may be reused
+    # while other processes start)
+    dead_pid = str(int(Path("/proc/sys/kernel/pid_max").read_text()) + 1)
     live = kit.ContainerFactory(docker_client, test_image)
     orphan = None
     try:
