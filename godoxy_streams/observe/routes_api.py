@@ -7,8 +7,8 @@ Pure functions from a ``Snapshot`` and the query string to a JSON document (the 
 did: every route, label error and container. With them, routes are filtered by ``q`` (a
 case-insensitive substring of alias, container, scheme, listen and target addresses, state,
 id or TLS server names), sorted (running, unhealthy, conflict, error; then alias, scheme)
-and cut to ``[offset, offset + limit)``; label errors and containers are filtered by ``q`` and cut to
-``limit`` too, each list with its total. Only the routes of the page read their counters.
+and cut to ``[offset, offset + limit)``; label errors and containers are filtered by ``q``
+and cut to ``limit`` too, each list with its total. Only the routes of the page read their counters.
 """
 
 from __future__ import annotations
