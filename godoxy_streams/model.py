@@ -9,7 +9,9 @@ there. No I/O here.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import re
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
@@ -28,6 +30,7 @@ SleepState = Literal["awake", "waking", "asleep"]  # of a container with sleep/w
 DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_UDP_TIMEOUT = 60.0
 DEFAULT_DRAIN_TIMEOUT = 5.0
+_UNSAFE = re.compile(r"[^0-9A-Za-z.]")  # in a bind address: IPv6 colons, a scope's %
 
 
 class _Frozen(BaseModel):
@@ -107,6 +110,21 @@ class RouteKey(NamedTuple):
     def __str__(self) -> str:
         names = self.names
         return f"{self.socket} sni {','.join(names)}" if names else self.socket
+
+    @property
+    def id(self) -> str:
+        """The key in URL-safe characters, the route's id in the status API:
+        ``tcp_0.0.0.0_2222``, ``udp_--1_53`` (``::1``: IPv6 colons become ``-``); for a port
+        picked automatically ``tcp_0.0.0.0_auto-<10 hex digits of its owner's hash>``; for
+        an SNI route ``tcp_0.0.0.0_443_sni-<10 hex digits of its names' hash>``. The same key
+        has the same id across restarts and retargets."""
+        bind = _UNSAFE.sub("-", self.bind)
+        digest = hashlib.sha256(self.owner.encode()).hexdigest()[:10]
+        if not self.port:
+            return f"{self.proto}_{bind}_auto-{digest}"
+        if self.owner:
+            return f"{self.proto}_{bind}_{self.port}_sni-{digest}"
+        return f"{self.proto}_{bind}_{self.port}"
 
 
 class RouteSpec(_Frozen):
@@ -231,7 +249,15 @@ class RouteSpec(_Frozen):
             "tls_client_ca": self.tls_client_ca,
             "members": [
                 {"alias": m.alias, "host": m.host, "port": m.port, "container": m.origin.name}
-                for m in self.members
+                for m in self.pool
+            ]
+            or [
+                {
+                    "alias": self.alias,
+                    "host": self.target_host,
+                    "port": self.target_port,
+                    "container": self.origin.name,
+                }
             ],
         }
 

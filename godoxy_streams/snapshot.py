@@ -4,17 +4,23 @@ The status API, metrics, the page and ``godoxy-streams routes`` read a ``Snapsho
 with their state, members and counters; the sockets shared by routes chosen by TLS server
 name; the engines' states; the containers and why each is or is not exposed. The runtime
 and the reconciler build it (``reconcile.snapshot``) from their own state; observers never
-reach into the reconciler, the manager or a stream. Plain frozen data, no I/O.
+reach into the reconciler, the manager or a stream. Plain frozen data (the costly parts read
+on first use), no I/O. Besides: the event timeline and each running route's recent history
+(``route_history``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from godoxy_streams.errors import LabelError
+from godoxy_streams.events import Event
 from godoxy_streams.model import RouteSpec
+from godoxy_streams.route_history import RouteHistory
 
 RouteState = Literal["running", "sleeping", "unhealthy", "error", "conflict"]
 ROUTE_STATES: tuple[RouteState, ...] = ("running", "sleeping", "unhealthy", "error", "conflict")
@@ -70,17 +76,58 @@ class MemberView:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveState:
+    """What a bound route's stream says now: its counters and its members."""
+
+    counters: Counters = Counters()
+    members: tuple[MemberView, ...] = ()
+
+
+NOT_BOUND = LiveState()
+
+
+def _not_bound() -> LiveState:
+    return NOT_BOUND
+
+
+@dataclass(frozen=True)
 class RouteView:
     """One route as observers see it: its spec, state, bound port, counters and members
-    (``members`` is empty for a route with no pool state: one that is not bound)."""
+    (``members`` is empty for a route with no pool state: one that is not bound).
+
+    ``live`` reads the counters and members; it is called once, when first asked, so a page
+    of 50 routes out of 10,000 reads only those 50 streams."""
 
     spec: RouteSpec
     state: RouteState
     error: str | None = None
     listen_port: int | None = None
-    counters: Counters = Counters()
-    members: tuple[MemberView, ...] = ()
     notice: str | None = None  # something the operator should know, e.g. a kept port was taken
+    live: Callable[[], LiveState] = field(default=_not_bound, repr=False, compare=False)
+    socket_id: str = ""  # ``spec.key.id`` when the caller has it at hand
+
+    @cached_property
+    def now(self) -> LiveState:
+        return self.live()
+
+    @property
+    def counters(self) -> Counters:
+        return self.now.counters
+
+    @property
+    def members(self) -> tuple[MemberView, ...]:
+        return self.now.members
+
+    @cached_property
+    def id(self) -> str:
+        """Stable and URL-safe: the listen socket's id (``RouteKey.id``); a route in conflict
+        for a socket adds ``~`` and a hash of its origin and alias (it shares the socket)."""
+        socket = self.socket_id or self.spec.key.id
+        if self.state != "conflict":
+            return socket
+        origin = self.spec.origin
+        owner = f"{origin.engine}/{origin.id or origin.name}/{self.spec.alias}"
+        return f"{socket}~{hashlib.sha256(owner.encode()).hexdigest()[:8]}"
 
     @property
     def listen(self) -> str:
@@ -94,14 +141,17 @@ class RouteView:
         row = self.spec.public_dict()
         if self.members:
             row["members"] = [m.as_json() for m in self.members]
+        counters = self.counters
         row.update(
+            id=self.id,
             listen_port=self.listen_port,
             shared_socket=self.spec.key.socket if self.spec.sni else None,
             state=self.state,
             error=self.error,
-            active=self.counters.active,
-            bytes_in=self.counters.bytes_in,
-            bytes_out=self.counters.bytes_out,
+            active=counters.active,
+            bytes_in=counters.bytes_in,
+            bytes_out=counters.bytes_out,
+            dial_errors=sum(count for _, count in counters.dial_errors),
             notice=self.notice,
         )
         return row
@@ -188,24 +238,6 @@ class ContainerView:
 
 
 @dataclass(frozen=True, slots=True)
-class EventView:
-    """One recent event (sleep/wake: a container put to sleep, woken, or failing to)."""
-
-    time: float  # time.time()
-    kind: str  # sleep, wake, wake_failed, sleep_failed
-    container: str
-    message: str
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "time": self.time,
-            "kind": self.kind,
-            "container": self.container,
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class SleeperView:
     """A container with sleep/wake: its state and counters."""
 
@@ -237,19 +269,33 @@ class SleeperView:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything observers show, taken at one moment."""
+    """Everything observers show, taken at one moment. What costs a walk over every route or
+    container (counters, members, container reasons) or a copy of a ring (a route's history)
+    is read when first asked, so a request pays only for what it shows."""
 
-    routes: tuple[RouteView, ...] = ()
+    routes_of: Callable[[], tuple[RouteView, ...]] = tuple
+    bound: int | None = None  # routes bound to their socket, when known without the views
     errors: tuple[LabelError, ...] = ()
-    containers: tuple[ContainerView, ...] = ()
+    containers_of: Callable[[], tuple[ContainerView, ...]] = tuple
     sources: tuple[SourceView, ...] = ()
     static_synced: bool = True
     passes: int = 0  # reconcile passes so far
     last_sync: float = 0.0  # when the last pass finished (time.time())
     agent_channels: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    sleepers: tuple[SleeperView, ...] = ()
-    events: tuple[EventView, ...] = ()  # recent, oldest first
     sni_sockets: tuple[SNISocketView, ...] = ()
+    sleepers: tuple[SleeperView, ...] = ()
+    timeline: tuple[Event, ...] = ()  # the event ring, oldest first
+    history_of: Callable[[str], RouteHistory | None] = field(default=lambda _: None)
+
+    @cached_property
+    def routes(self) -> tuple[RouteView, ...]:
+        """Every route (the views are made when first asked)."""
+        return self.routes_of()
+
+    @cached_property
+    def containers(self) -> tuple[ContainerView, ...]:
+        """The labelled containers (worked out when first asked)."""
+        return self.containers_of()
 
     @property
     def ready(self) -> bool:
@@ -259,6 +305,8 @@ class Snapshot:
     @property
     def running(self) -> int:
         """Routes bound to their socket (healthy, sleeping or not)."""
+        if self.bound is not None:
+            return self.bound
         return sum(1 for r in self.routes if r.state in ("running", "sleeping", "unhealthy"))
 
     def routes_document(self) -> dict[str, Any]:
@@ -267,9 +315,8 @@ class Snapshot:
             "routes": [route.as_json() for route in self.routes],
             "errors": [error.as_dict() for error in self.errors],
             "containers": [c.as_json() for c in self.containers],
-            "sleepers": [s.as_json() for s in self.sleepers],
-            "events": [e.as_json() for e in self.events],
             "sni_sockets": [s.as_json() for s in self.sni_sockets],
+            "sleepers": [s.as_json() for s in self.sleepers],
         }
 
     def health_document(self) -> dict[str, object]:

@@ -19,8 +19,8 @@ PACKAGES=(
     libc6-dev       #   against libc.a
     libssl-dev      # tests/docker/test_sni.py: the tls-echo upstream, linked static against OpenSSL
     debootstrap     # tests/docker/test_image.py: scripts/build-image.sh makes the base image
-    chromium        # tests/docker/test_status_page.py: the status page in a headless browser,
-    chromium-driver #   driven through /usr/bin/chromedriver
+    chromium        # tests/docker/test_status_page.py, tests/test_status_view.py: the status
+    chromium-driver #   page in a headless browser, driven through /usr/bin/chromedriver
     iproute2        # tests/docker/test_agent.py: `ip netns` for the agent in its own namespace
                     #   (and test_corpus_live.py: addresses and routes in containers' namespaces)
     docker-compose  # tests/docker/test_kept_ports.py, test_corpus_live.py: compose projects

@@ -27,6 +27,7 @@ from godoxy_streams.app.context import settings_context
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
+from godoxy_streams.events import EventLog
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import Reconciler
@@ -56,13 +57,20 @@ class Daemon:
         }
         self.tunnels.update(tunnels or {})
         kept_ports = KeptPorts(settings.state_dir)
-        self.manager = StreamManager(settings, self.tunnels, kept_ports)
+        self.events = EventLog()  # the timeline: everyone who sees a change records it
+        self.manager = StreamManager(settings, self.tunnels, kept_ports, self.events)
         self.reconciler = Reconciler(self.manager, self.ctx)
         self.watchers = (
             []
             if settings.no_docker
             else [
-                Watcher(engine, self.reconciler, settings, engine=engine.display_name(i))
+                Watcher(
+                    engine,
+                    self.reconciler,
+                    settings,
+                    engine=engine.display_name(i),
+                    events=self.events,
+                )
                 for i, engine in enumerate(settings.docker)
             ]
         )
@@ -93,6 +101,7 @@ class Daemon:
         logger.info(f"godoxy-streams {__version__} starting")
         self._capture_signals()
         self._spawn(self.reconciler.run(), "reconciler")
+        self._spawn(self.manager.sampler.run(self.manager.sampled), "history sampler")
         if self.settings.routes_file is not None:
             self.reload_routes()
             self._spawn(self._watch_routes_file(self.settings.routes_file), "routes file")

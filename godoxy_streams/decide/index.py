@@ -53,8 +53,10 @@ class DesiredIndex:
 
     def __init__(self) -> None:
         self._routes: dict[Contributor, tuple[RouteSpec, ...]] = {}
-        self._members: dict[SocketGroup, set[Contributor]] = {}  # contributors per group
-        self._candidate_groups: dict[Identity, set[SocketGroup]] = {}
+        # the candidates of each group, by contributor (one contributor, the routes file, may
+        # have thousands of routes: a group never walks them all)
+        self._by_group: dict[SocketGroup, dict[Contributor, list[RouteSpec]]] = {}
+        self._candidate_groups: dict[Identity, dict[SocketGroup, int]] = {}
         self._decisions: dict[SocketGroup, GroupDecision] = {}
         self._conflicted: set[SocketGroup] = set()  # groups whose decision has conflicts
         self._running: dict[SocketGroup, set[RouteKey]] = {}
@@ -63,48 +65,50 @@ class DesiredIndex:
 
     # -- input -----------------------------------------------------------------------------
     def set_routes(self, who: Contributor, routes: Iterable[RouteSpec]) -> bool:
-        """Replace ``who``'s candidate routes; True when they changed (groups marked)."""
+        """Replace ``who``'s candidate routes; True when they changed (groups marked). The
+        work is in proportion to ``who``'s routes, whatever the others hold."""
         new = tuple(routes)
         old = self._routes.get(who, ())
         if old == new:
             return False
+        kept = set(old) & set(new)  # a routes file edit touches only the routes it changed
         for route in old:
-            self._index(who, route, add=False)
+            if route not in kept:
+                self._drop(who, route)
         if new:
             self._routes[who] = new
         else:
             self._routes.pop(who, None)
-        for route in old:  # a group keeps ``who`` while any of its routes remains there
-            group = socket_group(route.key)
-            if not any(socket_group(r.key) == group for r in new):
-                self._drop_member(group, who)
         for route in new:
-            self._index(who, route, add=True)
+            if route not in kept:
+                self._add(who, route)
         return True
 
-    def _index(self, who: Contributor, route: RouteSpec, *, add: bool) -> None:
+    def _add(self, who: Contributor, route: RouteSpec) -> None:
         group = socket_group(route.key)
         self._dirty.add(group)
-        groups = self._candidate_groups.setdefault(identity(route), set())
-        if add:
-            self._members.setdefault(group, set()).add(who)
-            groups.add(group)
-        elif not any(
-            socket_group(r.key) == group and identity(r) == identity(route)
-            for c in self._members.get(group, ())
-            if c != who
-            for r in self._routes.get(c, ())
-        ):
-            groups.discard(group)
-            if not groups:
-                del self._candidate_groups[identity(route)]
+        self._by_group.setdefault(group, {}).setdefault(who, []).append(route)
+        groups = self._candidate_groups.setdefault(identity(route), {})
+        groups[group] = groups.get(group, 0) + 1
 
-    def _drop_member(self, group: SocketGroup, who: Contributor) -> None:
-        members = self._members.get(group)
-        if members is not None:
-            members.discard(who)
+    def _drop(self, who: Contributor, route: RouteSpec) -> None:
+        group = socket_group(route.key)
+        self._dirty.add(group)
+        members = self._by_group[group]
+        mine = members[who]
+        mine.remove(route)
+        if not mine:
+            del members[who]
             if not members:
-                del self._members[group]
+                del self._by_group[group]
+        ident = identity(route)
+        groups = self._candidate_groups[ident]
+        if groups[group] > 1:
+            groups[group] -= 1
+        else:
+            del groups[group]
+            if not groups:
+                del self._candidate_groups[ident]
 
     def mark(self, keys: Iterable[RouteKey]) -> None:
         """Decide these sockets' groups again at the next ``decide`` (e.g. a failed bind)."""
@@ -114,14 +118,14 @@ class DesiredIndex:
     def dirty(self) -> bool:
         return bool(self._dirty)
 
+    @property
+    def marked(self) -> int:
+        """How many socket groups the next ``decide`` will decide."""
+        return len(self._dirty)
+
     # -- decision --------------------------------------------------------------------------
     def candidates(self, group: SocketGroup) -> list[RouteSpec]:
-        return [
-            route
-            for who in self._members.get(group, ())
-            for route in self._routes[who]
-            if socket_group(route.key) == group
-        ]
+        return [route for routes in self._by_group.get(group, {}).values() for route in routes]
 
     def decide(self, running: Mapping[RouteKey, RouteSpec]) -> Plan:
         """Decide the marked groups again; the plan that brings ``running`` (every running

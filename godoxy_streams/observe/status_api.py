@@ -1,4 +1,5 @@
-"""The status API (aiohttp): ``/healthz``, ``/api/routes``, ``/metrics`` and the page.
+"""The status API (aiohttp): ``/healthz``, ``/api/routes`` (paged on request), a route's
+``/api/routes/{id}/history``, ``/api/events``, ``/metrics`` and the page.
 
 Plain JSON from a ``Snapshot`` taken per request; it never changes anything and never sees a
 live object of the daemon.
@@ -14,6 +15,13 @@ from aiohttp import web
 
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.page import add_ui
+from godoxy_streams.observe.routes_api import (
+    BadQuery,
+    RouteQuery,
+    events_document,
+    history_document,
+    routes_document,
+)
 from godoxy_streams.snapshot import Snapshot
 
 SnapshotSource = Callable[[], Snapshot]
@@ -46,8 +54,26 @@ def build_app(
         taken = snapshot()
         return web.json_response(taken.health_document(), status=200 if taken.ready else 503)
 
-    async def api_routes(_: web.Request) -> web.Response:
-        return web.json_response(snapshot().routes_document())
+    async def api_routes(request: web.Request) -> web.Response:
+        try:
+            query = RouteQuery.parse(request.query)
+        except BadQuery as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(routes_document(snapshot(), query))
+
+    async def api_history(request: web.Request) -> web.Response:
+        route_id = request.match_info["id"]
+        found = history_document(snapshot(), route_id)
+        if found is None:
+            error = f"no running route has the id {route_id[:100]!r}"
+            return web.json_response({"error": error}, status=404)
+        return web.json_response(found)
+
+    async def api_events(request: web.Request) -> web.Response:
+        try:
+            return web.json_response(events_document(snapshot(), request.query))
+        except BadQuery as exc:
+            return web.json_response({"error": str(exc)}, status=400)
 
     async def prometheus(_: web.Request) -> web.Response:
         assert metrics is not None
@@ -57,6 +83,8 @@ def build_app(
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/routes", api_routes)
+    app.router.add_get("/api/routes/{id}/history", api_history)
+    app.router.add_get("/api/events", api_events)
     if metrics is not None:
         app.router.add_get("/metrics", prometheus)
     add_ui(app)

@@ -27,6 +27,7 @@ from godoxy_streams.errors import LabelError
 from godoxy_streams.labels import ParseContext, ParseResult, parse_container, without_protocols
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.reconcile.sleepers import sleep_targets
+from godoxy_streams.reconcile.timeline import note_conflicts
 from godoxy_streams.runtime.manager import ApplyReport, StreamManager
 from godoxy_streams.runtime.sleep import SleepController
 
@@ -277,6 +278,7 @@ class Reconciler:
         self._sync_sleep()
         conflicts = self.index.conflicts()
         self._log_new_conflicts(conflicts)
+        note_conflicts(self.manager.events, self.last.conflicts, conflicts, self.manager.running)
         self.last = PassReport(conflicts, applied, time.time(), time.monotonic() - started)
         self.passes += 1
         if self.on_pass is not None:

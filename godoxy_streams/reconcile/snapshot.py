@@ -1,6 +1,7 @@
 """Builds the read model (``snapshot.Snapshot``) from the reconciler's state and the
-manager's routes: routes with counters, conflicts, label errors, and each labelled container
-with the reason it is or is not exposed. Called per request by the observers' provider."""
+manager's routes: routes with counters, conflicts, label errors, each labelled container
+with the reason it is or is not exposed, the event timeline and the routes' history. Called
+per request by the observers' provider; the costly parts are read when first asked."""
 
 from __future__ import annotations
 
@@ -41,38 +42,48 @@ def container_reason(
 
 
 def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
+    entries = [e for e in reconciler.containers.values() if e.result.labelled]
+    if not entries:
+        return ()
     running: dict[str, int] = {}
     for route in reconciler.manager.running.values():
-        for cid in {m.origin.id for m in route.spec.members}:
+        spec = route.spec
+        for cid in {m.origin.id for m in spec.pool} if spec.pool else (spec.origin.id,):
             running[cid] = running.get(cid, 0) + 1
     rows = []
-    for entry in reconciler.containers.values():
-        if not entry.result.labelled:
-            continue
+    for entry in entries:
         exposed, reason = container_reason(entry, reconciler, running)
         info = entry.info
         rows.append(ContainerView(info.name, info.id, info.engine, info.state, exposed, reason))
     return tuple(sorted(rows, key=lambda r: r.name))
 
 
-def build_snapshot(
-    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
-) -> Snapshot:
+def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
+    """The running and failed routes, then those in conflict."""
     routes: list[RouteView] = reconciler.manager.route_views()
     routes += [
         RouteView(spec=c.route, state="conflict", error=c.message)
         for c in reconciler.last.conflicts
     ]
+    return tuple(routes)
+
+
+def build_snapshot(
+    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
+) -> Snapshot:
+    manager = reconciler.manager
     return Snapshot(
-        routes=tuple(routes),
+        routes_of=lambda: route_views(reconciler),
+        bound=len(manager.running),
         errors=tuple(reconciler.label_errors()),
-        containers=container_views(reconciler),
+        containers_of=lambda: container_views(reconciler),
         sources=tuple(sources),
         static_synced=static_synced,
         passes=reconciler.passes,
         last_sync=reconciler.last.finished_at,
-        agent_channels=reconciler.manager.channel_views(),
+        agent_channels=manager.channel_views(),
+        sni_sockets=tuple(manager.sni_views()),
         sleepers=reconciler.sleep.views() if reconciler.sleep is not None else (),
-        events=reconciler.sleep.events() if reconciler.sleep is not None else (),
-        sni_sockets=tuple(reconciler.manager.sni_views()),
+        timeline=manager.events.events(),
+        history_of=manager.sampler.read,
     )

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from godoxy_streams.events import EventLog
 from godoxy_streams.model import HealthCheck, Member, RouteKey, RouteSpec
+from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.streams.probes import HealthMonitor, HealthState, probe_for
 from godoxy_streams.streams.sockets import where
@@ -40,9 +42,12 @@ class HealthChecks:
     """The probe tasks of every running route's members, kept per route so a pass touches
     only the routes it changed."""
 
-    def __init__(self, tunnels: Mapping[str, EngineTunnel] | None = None) -> None:
+    def __init__(
+        self, tunnels: Mapping[str, EngineTunnel] | None = None, events: EventLog | None = None
+    ) -> None:
         self._tasks: dict[RouteKey, dict[MonitorKey, asyncio.Task[None]]] = {}
         self._tunnels = tunnels if tunnels is not None else {}
+        self._events = events if events is not None else EventLog()
 
     def sync_route(self, key: RouteKey, spec: RouteSpec | None, pool: Pool | None) -> None:
         """Probe the members of the route now running on ``key`` (None: nothing runs there):
@@ -61,19 +66,21 @@ class HealthChecks:
                 tunnel = self._tunnels.get(member.origin.engine)
                 probe = probe_for(spec.proto, member.address, spec.healthcheck, tunnel)
                 if probe is not None:
-                    report = self._reporter(spec, mkey, pool)
+                    report = self._reporter(spec, member, pool)
                     monitor = HealthMonitor(probe, spec.healthcheck, report)
                     name = f"health {spec.alias} {where(member.address)}"
                     tasks[mkey] = asyncio.create_task(monitor.run(), name=name)
         if tasks:
             self._tasks[key] = tasks
 
-    @staticmethod
-    def _reporter(spec: RouteSpec, mkey: MonitorKey, pool: Pool) -> Callable[[HealthState], None]:
-        _, key, address, _, _ = mkey
+    def _reporter(
+        self, spec: RouteSpec, member: Member, pool: Pool
+    ) -> Callable[[HealthState], None]:
+        key, address, events = member_key(member), member.address, self._events
 
         def report(state: HealthState) -> None:
             pool.set_probe(key, state.up, None if state.up else state.last_error)
+            timeline.probed(events, spec, member, state.up, state.last_error)
             log = logger.bind(route=spec.alias, dst=where(address), action="health")
             if state.up:
                 log.info(f"upstream {where(address)} of route {spec.alias!r} is up again")

@@ -129,15 +129,12 @@ class IdleTracker:
                     f"putting container {target.name} to sleep failed: {exc}; "
                     f"next try in {seconds(max(config.idle_timeout, RETRY_AFTER))} at the earliest"
                 )
-                registry.events.add("sleep_failed", target.name, str(exc))
+                registry.note("sleep_failed", key, str(exc))
                 return
             finally:
                 registry.drop_hold(key, "asleep")  # unless a wake holds it now
-            registry.events.add(
-                "sleep",
-                target.name,
-                f"{config.stop_method} after {seconds(config.idle_timeout)} idle",
-            )
+            verb = {"stop": "stopped", "pause": "paused", "kill": "killed"}[config.stop_method]
+            registry.note("sleep", key, f"{verb}: no traffic for {seconds(config.idle_timeout)}")
             self.counts[key] = self.counts.get(key, 0) + 1
         await self.stop_dependencies(target, config)
 

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from godoxy_streams.decide.plan import Plan
 from godoxy_streams.errors import ListenError
+from godoxy_streams.events import EventLog
 from godoxy_streams.model import RouteKey, RouteSpec
+from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.access_log import access_logger
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
 from godoxy_streams.runtime.kept_ports import KeptPorts
+from godoxy_streams.runtime.sampler import Sampled, Sampler
 from godoxy_streams.runtime.sni_sockets import SNISockets, socket_of
 from godoxy_streams.runtime.tunnels import EngineTunnel
 from godoxy_streams.runtime.views import failed_view, running_view
@@ -47,6 +50,10 @@ class RunningRoute:
     spec: RouteSpec
     stream: Stream
     notice: str | None = None  # e.g. a kept port was taken and a new one picked
+    id: str = field(init=False)  # the socket's id (it outlives retargets)
+
+    def __post_init__(self) -> None:
+        self.id = self.spec.key.id
 
     @property
     def bound_port(self) -> int:
@@ -90,6 +97,7 @@ class StreamManager:
         settings: Settings,
         tunnels: Mapping[str, EngineTunnel] | None = None,
         kept_ports: KeptPorts | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self._settings = settings
         self.kept_ports = kept_ports or KeptPorts()  # default: kept while this manager lives
@@ -105,7 +113,9 @@ class StreamManager:
         self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
         self._warned_open_udp: set[RouteKey] = set()
         self.tunnels: Mapping[str, EngineTunnel] = tunnels or {}  # engine name -> its tunnel
-        self.health = HealthChecks(self.tunnels)
+        self.events = events if events is not None else EventLog()
+        self.health = HealthChecks(self.tunnels, self.events)
+        self.sampler = Sampler(settings.history_interval)  # ``run`` by the daemon
         self.sni = SNISockets(settings)
         # The pre_dial hook of a route with a member that sleeps (``sleep.SleepController``).
         self.gate_for: Callable[[RouteKey], Hook] | None = None
@@ -117,12 +127,22 @@ class StreamManager:
         """The running and failed routes for the read model, counters as of now."""
         views = [
             running_view(
-                r.spec, r.bound_port, r.stream.stats, r.stream.pool, r.stream.balancing, r.notice
+                r.spec,
+                r.bound_port,
+                r.stream.stats,
+                r.stream.pool,
+                r.stream.balancing,
+                notice=r.notice,
+                route_id=r.id,
             )
             for r in self.running.values()
         ]
         views += [failed_view(spec, message) for spec, message in self.failed.values()]
         return views
+
+    def sampled(self) -> Iterator[Sampled]:
+        """What the history sampler reads each tick: every running route's counters."""
+        return ((r.id, r.stream.stats, r.stream.pool) for r in self.running.values())
 
     def sni_views(self) -> list[SNISocketView]:
         """Each shared TLS socket's counters, for the read model."""
@@ -190,6 +210,7 @@ class StreamManager:
             if route is not None:
                 self._log(route.spec, "stop", route.bound_port)
                 self.kept_ports.release(route.spec, route.bound_port)
+                timeline.stopped(self.events, route.spec, route.bound_port)
                 if route.spec.sni:
                     self.sni.remove(route.spec)
                 self._close_in_background(route.stream)
@@ -203,6 +224,7 @@ class StreamManager:
             pool = route.stream.set_pool(member_specs(spec), spec.balance)
             if [m.address for m in route.spec.members] != [m.address for m in spec.members]:
                 self._log(spec, "retarget", route.bound_port, members=describe(pool.members))
+            timeline.retargeted(self.events, route.spec, spec)
             route.spec = self.specs[spec.key] = spec
             retargeted.append(spec.key)
         started, failed = [], {}
@@ -267,6 +289,7 @@ class StreamManager:
             previous = self.failed.get(spec.key)
             if previous is None or previous[1] != message:
                 self._log(spec, "error", error=message)
+                timeline.failed(self.events, spec, message)
             self.failed[spec.key] = (spec, message)
             return message
         self.failed.pop(spec.key, None)
@@ -276,6 +299,7 @@ class StreamManager:
         if spec.sni:
             extra["sni"] = ",".join(spec.sni)
         self._log(spec, "start", stream.local_addr[1], **extra)
+        timeline.started(self.events, spec, stream.local_addr[1])
         self._warn_open_udp(spec)
         return None
 

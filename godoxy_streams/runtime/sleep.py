@@ -9,7 +9,8 @@ before it picks an upstream. While some member is awake the hook does nothing; w
 member sleeps, it wakes one (the one already waking, else the next sleeper in turn) and holds
 the connection or UDP session, with the client's bytes, until the wake ends. A failed wake
 refuses the held clients (TCP connections closed, UDP datagrams dropped, counted). The idle
-tracker (``idle``) runs every ``tick``; ``views`` and ``events`` feed the read model.
+tracker (``idle``) runs every ``tick``; ``views`` feed the read model, and sleeps and wakes
+go into the daemon's event timeline (``note``), on each of the container's routes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from godoxy_streams.runtime.sleepers import (
     WakeFailed,
 )
 from godoxy_streams.runtime.waker import Waker
-from godoxy_streams.snapshot import EventView, SleeperView
+from godoxy_streams.snapshot import SleeperView
 from godoxy_streams.streams.context import ConnContext, Hook
 from godoxy_streams.streams.probes import Probe, probe_for
 
@@ -50,6 +51,7 @@ class SleepController:
         self.idle = IdleTracker(self.registry, self.activity, self.waker.in_flight)
         self._turns: dict[RouteKey, int] = {}
         manager.gate_for = self.gate
+        self.registry.note = self.note
 
     # -- from the reconciler -------------------------------------------------------------------
     def hold(self, key: EngineKey) -> SleepState | None:
@@ -167,6 +169,20 @@ class SleepController:
         return probes
 
     # -- the read model ------------------------------------------------------------------------
+    def note(self, kind: str, key: EngineKey, message: str) -> None:
+        """A sleep/wake event in the timeline, on each running route of the container."""
+        target = self.registry.targets.get(key)
+        text = f"{target.name if target else key[1][:12]}: {message}"
+        specs = [
+            route.spec
+            for route in self.manager.running.values()
+            if any((m.origin.engine, m.origin.id) == key for m in route.spec.members)
+        ]
+        for spec in specs:
+            self.manager.events.route(kind, spec, text)
+        if not specs:
+            self.manager.events.record(kind, text)
+
     def views(self) -> tuple[SleeperView, ...]:
         now = time.monotonic()
         rows = []
@@ -190,6 +206,3 @@ class SleepController:
                 )
             )
         return tuple(sorted(rows, key=lambda r: (r.name, r.engine)))
-
-    def events(self) -> tuple[EventView, ...]:
-        return self.registry.events.views()

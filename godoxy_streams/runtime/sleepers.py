@@ -1,8 +1,8 @@
 """The vocabulary of sleep/wake at run time: the containers that sleep (``SleepTarget``,
 with their dependencies resolved), what the runtime needs of an engine to stop and start
 them (``Lifecycle``) and of the reconciler to learn and publish their state (``Feed``),
-why a wake failed (``WakeFailed``), the recent-events log the read model shows, and the
-``Registry`` the waker and the idle tracker share (targets, holds, one lock per container).
+why a wake failed (``WakeFailed``), and the ``Registry`` the waker and the idle tracker
+share (targets, holds, one lock per container).
 
 A hold overrides what Docker says while a wake (``waking``) or a sleep (``asleep``) is under
 way: the reconciler marks the container's routes with it, so no client is sent to a
@@ -11,8 +11,6 @@ container that is being stopped, or that runs but is not ready yet."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,10 +18,8 @@ from typing import Protocol
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.labels.idle import IdleConfig
 from godoxy_streams.model import SleepState
-from godoxy_streams.snapshot import EventView
 
 EngineKey = tuple[str, str]  # (engine, container id)
-EVENTS_KEPT = 50
 PASS_TIMEOUT = 5.0  # seconds to wait for the reconciler to apply what sleep/wake changed
 
 
@@ -99,22 +95,9 @@ class WakeFailed(Exception):
     """A wake that did not end with the container ready; the text is the reason."""
 
 
-class Events:
-    """The last ``EVENTS_KEPT`` sleep/wake events, newest last."""
-
-    def __init__(self) -> None:
-        self._events: deque[EventView] = deque(maxlen=EVENTS_KEPT)
-
-    def add(self, kind: str, container: str, message: str) -> None:
-        self._events.append(EventView(time.time(), kind, container, message))
-
-    def views(self) -> tuple[EventView, ...]:
-        return tuple(self._events)
-
-
 class Registry:
     """What the waker and the idle tracker share: the targets of the last pass, the holds,
-    one lock per container (a sleep and a wake never overlap), events, and the ways to the
+    one lock per container (a sleep and a wake never overlap), the ways to the
     engines and the reconciler."""
 
     def __init__(self, engines: Callable[[str], Lifecycle | None], feed: Feed) -> None:
@@ -122,7 +105,8 @@ class Registry:
         self.feed = feed
         self.targets: dict[EngineKey, SleepTarget] = {}
         self.holds: dict[EngineKey, SleepState] = {}
-        self.events = Events()
+        # Records a sleep/wake event of a container in the timeline (``SleepController``).
+        self.note: Callable[[str, EngineKey, str], None] = lambda kind, key, message: None
         self._locks: dict[EngineKey, asyncio.Lock] = {}
 
     def hold(self, key: EngineKey) -> SleepState | None:

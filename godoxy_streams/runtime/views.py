@@ -1,16 +1,17 @@
 """The runtime's part of the read model: each running or failed route as a ``RouteView``,
-read from its stream's counters and pool at the moment of the call, and each shared TLS
-socket's counters (no live object leaves)."""
+read from its stream's counters and pool when first asked, and each shared TLS socket's
+counters (no live object leaves)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from functools import partial
 
 from godoxy_streams.model import RouteSpec
 from godoxy_streams.snapshot import (
     SNI_OUTCOMES,
     Counters,
+    LiveState,
     MemberView,
     RouteState,
     RouteView,
@@ -38,7 +39,10 @@ def counters_of(stats: StreamStats) -> Counters:
     )
 
 
-def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
+def members_of(
+    pool: Pool, now: float, counted: StreamStats | None = None
+) -> tuple[MemberView, ...]:
+    """The members' views; ``counted``: the route's counters stand for a lone member's."""
     return tuple(
         MemberView(
             key=m.key,
@@ -48,12 +52,23 @@ def members_of(pool: Pool, now: float) -> tuple[MemberView, ...]:
             state=m.state(now),
             available=m.available(now),
             docker_health=m.docker_health,
-            active=m.active,
-            total=m.total,
+            active=m.active if counted is None else counted.active,
+            total=m.total if counted is None else counted.total,
             failures=m.failures,
             last_error=m.probe_error or m.last_error,
         )
         for m in pool.members
+    )
+
+
+def live_state(stats: StreamStats, pool: Pool | None, balancing: bool) -> LiveState:
+    """A bound route's counters and members, read now."""
+    if pool is None:
+        return LiveState(counters_of(stats))
+    # a lone healthy member is served by the plain relay, which counts per route
+    lone = len(pool.members) == 1 and not balancing
+    return LiveState(
+        counters_of(stats), members_of(pool, time.monotonic(), stats if lone else None)
     )
 
 
@@ -64,25 +79,22 @@ def running_view(
     pool: Pool | None,
     balancing: bool,
     notice: str | None = None,
+    route_id: str = "",
 ) -> RouteView:
     """A bound route: ``running`` while some member may take connections, else ``sleeping``
-    when a member sleeps (a client wakes it), else ``unhealthy``."""
-    now = time.monotonic()
-    members = members_of(pool, now) if pool is not None else ()
-    if len(members) == 1 and not balancing:
-        # a lone healthy member is served by the plain relay, which counts per route
-        members = (replace(members[0], active=stats.active, total=stats.total),)
+    when a member sleeps (a client wakes it), else ``unhealthy``; its counters and members
+    are read when first asked."""
     healthy = pool is None or pool.any_available()
-    sleeping = not healthy and any(m.state == "sleeping" for m in members)
+    sleeping = not healthy and pool is not None and any(m.sleeping for m in pool.members)
     state: RouteState = "running" if healthy else "sleeping" if sleeping else "unhealthy"
     return RouteView(
         spec=spec,
         state=state,
         error=None if healthy or sleeping else "no healthy upstream",
         listen_port=bound_port,
-        counters=counters_of(stats),
-        members=members,
+        live=partial(live_state, stats, pool, balancing),
         notice=notice,
+        socket_id=route_id,
     )
 
 

@@ -122,7 +122,7 @@ class Waker:
                 f"wake of container {target.name} failed: {reason}; "
                 f"{self.waiting.get(key, 0)} waiting client(s) closed or dropped"
             )
-            registry.events.add("wake_failed", target.name, reason)
+            registry.note("wake_failed", key, reason)
             self.count(key, "wake_failures")
             raise WakeFailed(reason) from None
         finally:
@@ -131,7 +131,7 @@ class Waker:
         took = loop.time() - started
         waiting = self.waiting.get(key, 0)
         log.info(f"container {target.name} woke in {took:.3f}s ({waiting} waiting client(s))")
-        registry.events.add("wake", target.name, f"ready in {took:.2f}s")
+        registry.note("wake", key, f"woke, ready in {took:.2f}s")
         self.count(key, "wakes")
         self.count(key, "last_wake", took, add=False)
         return took

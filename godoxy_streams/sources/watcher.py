@@ -24,6 +24,7 @@ from loguru import logger
 from godoxy_streams.containers import ContainerInfo
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import EngineError, EngineUnavailable
+from godoxy_streams.events import EventLog
 from godoxy_streams.settings import Settings
 from godoxy_streams.snapshot import SourceView
 from godoxy_streams.sources.docker import DockerSource, EngineEvent, own_container_id
@@ -66,8 +67,10 @@ class Watcher:
         settings: Settings,
         *,
         engine: str = "local",
+        events: EventLog | None = None,
     ) -> None:
         self.endpoint = endpoint.url
+        self.events = events if events is not None else EventLog()
         self.engine = engine
         self._client_url = endpoint.client_url()
         self._ssl = endpoint.ssl_context()  # unreadable certificate files stop the start-up
@@ -101,6 +104,7 @@ class Watcher:
                 await self._sync(source)
                 if self.status.state == "disconnected":
                     logger.info(f"Docker engine {self.endpoint} is back; resynced")
+                    self.events.record("engine_back", f"{self.engine}: {self.endpoint} resynced")
                 else:
                     logger.info(f"Docker engine {self.endpoint} connected ({self.status.version})")
                 self._set("connected")
@@ -116,6 +120,7 @@ class Watcher:
                         f"Docker engine unreachable ({exc}); running routes stay up; "
                         f"retrying with backoff up to {BACKOFF[-1]:.0f}s"
                     )
+                    self.events.record("engine_lost", f"{self.engine}: {self.endpoint}: {exc}")
                 self._set("disconnected", str(exc))
                 if not self.status.synced:
                     self.sink.mark_dirty()  # one pass, so /healthz can answer

@@ -116,8 +116,10 @@ def test_tcp_route_sleeps_when_idle_and_the_first_client_wakes_it(
     eventually(lambda: route_state(d, "echo") == "running", 10, what="route running again")
     row = sleeper(d, box.name)
     assert row["wakes"] == 1 and row["wake_failures"] == 0
-    kinds = [e["kind"] for e in d.routes()["events"] if e["container"] == box.name]
-    assert kinds[:2] == ["sleep", "wake"]
+    status_code, timeline = d.get("/api/events?kind=sleep,wake")
+    kinds = [e["kind"] for e in timeline["events"] if box.name in e["message"]]
+    assert status_code == 200 and kinds[:2] == ["sleep", "wake"]
+    assert all(e["alias"] == "echo" for e in timeline["events"])  # on the container's route
     verb = {"stop": "stopping", "pause": "pausing"}[method]
     assert f"container {box.name} idle for 1s: {verb} it" in d.log()
 

@@ -1,5 +1,6 @@
 """The status page shows sleep/wake: a sleeping route and member, the container's reason, and
-the sleep and wake events, updated live (headless Chromium, as tests/docker/test_status_page)."""
+the sleep and wake events in the timeline, updated live (headless Chromium, as
+tests/docker/test_status_page)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 
 def events(driver: WebDriver) -> list[dict[str, Any]]:
-    return [r for r in rows(driver, "events") if r["data"].get("container")]
+    """The timeline's sleep/wake rows, newest first: cells time, kind, route, message."""
+    return [r for r in rows(driver, "events") if r["data"].get("kind") in ("sleep", "wake")]
 
 
 def test_the_page_shows_a_route_sleep_and_wake(
@@ -34,7 +36,7 @@ def test_the_page_shows_a_route_sleep_and_wake(
 
     def sleeping(d: WebDriver) -> dict[str, Any] | None:
         row = route_row(d, "echo")
-        slept = any(r["cells"][2] == "sleep" for r in events(d))
+        slept = any(r["data"]["kind"] == "sleep" for r in events(d))
         return row if row and row["data"]["state"] == "sleeping" and slept else None
 
     row = wait_for(browser, "showed the route sleeping", sleeping)
@@ -48,10 +50,10 @@ def test_the_page_shows_a_route_sleep_and_wake(
 
     def woke(d: WebDriver) -> list[dict[str, Any]] | None:
         shown = events(d)
-        return shown if any(e["cells"][2] == "wake" for e in shown) else None
+        return shown if any(e["data"]["kind"] == "wake" for e in shown) else None
 
     shown = wait_for(browser, "showed the wake", woke)
-    kinds = [e["cells"][2] for e in shown]  # newest first: it may sleep again (1s) already
+    kinds = [e["data"]["kind"] for e in shown]  # newest first: it may sleep again (1s) already
     wake = shown[kinds.index("wake")]
-    assert wake["cells"][1] == box.name and wake["cells"][3].startswith("ready in")
+    assert wake["cells"][2] == "echo" and wake["cells"][3].startswith(f"{box.name}: woke")
     assert kinds[kinds.index("wake") + 1] == "sleep"

@@ -7,47 +7,20 @@ gate). Every wait is an explicit WebDriverWait on what the page shows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.browser_kit import chromium, route_row, rows, wait_for
 from tests.daemon_kit import DaemonProcess, unique_namespace
 from tests.docker.kit import HEALTH_FILE, echo_exec, file_healthcheck, wait_health, whoami_tcp
-from tests.helpers import docker_unavailable, eventually, free_port
+from tests.helpers import eventually, free_port
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WAIT = 20.0
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # root in a container
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--window-size=1400,900",
-    "--no-first-run",
-    "--disable-extensions",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-domain-reliability",
-    "--disable-features=Translate,OptimizationHints,MediaRouter",
-    # Nothing but loopback: every host name resolves to nothing.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-)
-
-ROWS_JS = """
-return [...document.querySelectorAll(arguments[0] + ' tbody tr')].map((tr) => ({
-  data: Object.assign({}, tr.dataset),
-  cells: [...tr.cells].map((td) => td.innerText.trim()),
-}));
-"""
 MEMBERS_JS = """
 const row = document.querySelector('#routes tr[data-alias="' + CSS.escape(arguments[0]) + '"]');
 return row ? [...row.querySelectorAll('li.member')].map((li) => ({
@@ -60,27 +33,8 @@ return row ? [...row.querySelectorAll('li.member')].map((li) => ({
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as e:
-        docker_unavailable(f"selenium is not installed ({e}); pip install 'selenium>=4.20,<5'")
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        docker_unavailable(
-            f"{' and '.join(missing)} missing; apt-get install chromium chromium-driver"
-        )
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "driver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
+    with chromium(tmp_path) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -90,21 +44,6 @@ def daemon(tmp_path: Path, docker_client: Any) -> Iterator[DaemonProcess]:
     yield process
     code = process.stop()
     assert code == 0, f"daemon exited {code}\n{process.log()[-4000:]}"
-
-
-def rows(driver: WebDriver, table: str) -> list[dict[str, Any]]:
-    """The rows of a table as the user sees them, read in one atomic script call."""
-    return list(driver.execute_script(ROWS_JS, f"#{table}"))
-
-
-def wait_for(driver: WebDriver, what: str, condition: Any) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, f"page never {what}")
-
-
-def route_row(driver: WebDriver, alias: str) -> dict[str, Any] | None:
-    return next((r for r in rows(driver, "routes") if r["data"].get("alias") == alias), None)
 
 
 def members(driver: WebDriver, alias: str) -> dict[str, dict[str, Any]]:
@@ -138,8 +77,10 @@ def test_status_page_shows_routes_errors_and_updates_live(
     row = browser.find_element(By.CSS_SELECTOR, '#routes tr[data-alias="echo"]')
     assert row.is_displayed() and "running" in row.text
 
-    errors = wait_for(browser, "showed the label error", lambda d: rows(d, "errors"))
-    (bad_row,) = [r for r in errors if r["data"].get("label") == f"{ns}.bad.port"]
+    def bad_label(d: WebDriver) -> list[dict[str, Any]]:
+        return [r for r in rows(d, "errors") if r["data"].get("label") == f"{ns}.bad.port"]
+
+    (bad_row,) = wait_for(browser, "showed the label error", bad_label)
     assert bad_row["cells"][:3] == [bad.name, f"{ns}.bad.port", "22x"]
     assert "expected [LISTEN:]TARGET" in bad_row["cells"][3]
     assert browser.find_element(By.ID, "errors").find_element(By.TAG_NAME, "th").text

@@ -157,6 +157,24 @@ def test_an_unrelated_change_decides_nothing_else() -> None:
     assert [s.key.port for s in plan.start] == [4000] and not plan.stop
 
 
+def test_one_edited_route_of_a_large_routes_file_marks_its_groups_only() -> None:
+    index = DesiredIndex()
+    routes = [
+        route(f"r{n}", 3000 + n, container="file:x", kind="file", cid="") for n in range(2000)
+    ]
+    index.set_routes(("file",), routes)
+    running: dict[RouteKey, RouteSpec] = {}
+    for spec in index.decide(running).start:
+        running[spec.key] = spec
+    index.applied(dict.fromkeys(running), running)
+    index.decide(running)
+    edited = [*routes[:7], route("r7", 9999, container="file:x", kind="file", cid=""), *routes[8:]]
+    index.set_routes(("file",), edited)
+    assert index.marked == 2  # the old socket's group and the new one's
+    plan = index.decide(running)
+    assert [k.port for k in plan.stop] == [3007] and [s.key.port for s in plan.start] == [9999]
+
+
 def test_a_replaced_contribution_frees_its_old_socket() -> None:
     index = DesiredIndex()
     index.set_routes(("local", "c"), (route("a", 2222, container="c"),))
