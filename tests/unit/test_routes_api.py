@@ -90,7 +90,13 @@ def test_without_paging_every_route_as_before() -> None:
     doc = routes_document(taken, RouteQuery.parse({}))
     assert [r["alias"] for r in doc["routes"]] == [r.spec.alias for r in taken.routes]
     assert doc["total"] == 124 and "offset" not in doc
-    assert doc["counts"] == {"running": 122, "sleeping": 0, "unhealthy": 1, "error": 1, "conflict": 0}
+    assert doc["counts"] == {
+        "running": 122,
+        "sleeping": 0,
+        "unhealthy": 1,
+        "error": 1,
+        "conflict": 0,
+    }
     assert set(doc) >= {"routes", "errors", "containers"}
     assert "history" not in doc["routes"][0]
 
