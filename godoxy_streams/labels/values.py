@@ -59,7 +59,7 @@ def has_listen_part(text: str) -> bool:
     return bool(sep) and head.strip().strip("0") != ""
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|M)")
 _UNIT_SECONDS = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -68,12 +68,17 @@ _UNIT_SECONDS = {
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
+    "d": 86400.0,  # GoDoxy adds days, weeks and 30-day months to Go's units
+    "w": 7 * 86400.0,
+    "M": 30 * 86400.0,
 }
 
 
 def parse_duration(text: str) -> float:
-    """Go-style durations (``90s``, ``1h``, ``500ms``, ``1m30s``) -> seconds."""
-    raw = text.strip().lower()
+    """Go-style durations (``90s``, ``1h``, ``500ms``, ``1m30s``) -> seconds, with GoDoxy's
+    ``d``, ``w`` and ``M`` (30 days; ``m`` is minutes). A bare number other than 0 has no
+    unit and is an error, as in Go."""
+    raw = "".join(c if c == "M" else c.lower() for c in text.strip())
     if raw == "0":
         return 0.0
     pos, total = 0, 0.0

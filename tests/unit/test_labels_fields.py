@@ -284,3 +284,31 @@ def test_remote_engine_targets_host_and_published_port() -> None:
     facts = {"ports": [PortFact(22, "tcp", 32768)]}
     assert parse(PORT, ctx, **facts).routes[0].target == ("192.0.2.7", 32768)
     assert "not published" in errors({"proxy.a.port": "2222:23"}, ctx, **facts)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1h30s", 3630.0),
+        ("2d", 172800.0),
+        ("1w", 604800.0),
+        ("1M", 2592000.0),  # GoDoxy's month; lower-case m stays minutes
+        ("1m", 60.0),
+        ("0", 0.0),
+    ],
+)
+def test_durations_take_gos_units_and_godoxys(text: str, seconds: float) -> None:
+    from godoxy_streams.labels.values import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["30", "", "1x", "h", "1.5"])
+def test_a_duration_needs_a_unit(text: str) -> None:
+    from godoxy_streams.labels.values import ValueProblem, parse_duration
+
+    with pytest.raises(ValueProblem):
+        parse_duration(text)
