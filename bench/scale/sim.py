@@ -253,4 +253,5 @@ class _Run:
             self.res[f"{key}_s"] = took if status == 200 else None
             self.res[f"{key}_kib"] = len(body) / 1024
             if status != 200:
-                self.res[f"{key}_note"] = f"no answer in {took:.0f} s" if not status else status
+                why = f"no answer within {took:.0f} s" if not status else f"status {status}"
+                self.res.setdefault("notes", []).append(f"GET {path}: {why}")
