@@ -131,14 +131,22 @@ class Daemon:
     def routes_running(self) -> int:
         return int(self.health().get("routes_running", -1))
 
-    def wait_routes(self, count: int, timeout: float, interval: float = 0.02) -> int | None:
-        """Until /healthz is 200 with ``count`` routes running; the time (ns) it first was."""
+    def wait_routes(
+        self, count: int, timeout: float, interval: float = 0.02,
+        trace: list[tuple[float, int]] | None = None,
+    ) -> int | None:  # fmt: skip
+        """Until /healthz is 200 with ``count`` routes running; the time (ns) it first was.
+        ``trace`` gets (seconds since the call, routes running) at each change."""
+        t0 = time.monotonic()
 
         def reached() -> bool:
             if not self.alive():
                 raise RuntimeError(f"the daemon exited; log tail:\n{self.log_tail()}")
             doc = self.health()
-            return doc.get("http_status") == 200 and doc.get("routes_running") == count
+            running = int(doc.get("routes_running", -1))
+            if trace is not None and (not trace or trace[-1][1] != running):
+                trace.append((round(time.monotonic() - t0, 3), running))
+            return doc.get("http_status") == 200 and running == count
 
         return poll_until(reached, timeout, interval)
 

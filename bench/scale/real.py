@@ -139,7 +139,9 @@ class _Run:
         c0, t0 = daemon.cpu_s(), time.time_ns()
         returned = self._parallel(lambda box: (box.start(), time.time_ns())[1], self.boxes)
         res["start_all_s"] = (max(returned) - t0) / 1e9
-        done = daemon.wait_routes(n, self.budget.timeout(self.budget.left()))
+        trace: list[tuple[float, int]] = []  # (s after the starts returned, routes running)
+        res["routes_trace"] = trace
+        done = daemon.wait_routes(n, self.budget.timeout(self.budget.left()), trace=trace)
         if done is None:
             res["follow_cpu_s_so_far"] = daemon.cpu_s() - c0
             raise OverBudget(f"over budget while following {n} starts")
@@ -171,10 +173,12 @@ class _Run:
             self.budget.check("unrelated containers")
             c0 = self.daemon.cpu_ns()
             box = self._create({}, self.nets[0])
+            before = time.time_ns()  # the daemon may be done before start() returns
             box.start()
-            self._settle(time.time_ns(), "an unrelated start")
+            self._settle(before, "an unrelated start")
+            before = time.time_ns()
             box.remove(force=True, v=True)
-            self._settle(time.time_ns(), "an unrelated removal")
+            self._settle(before, "an unrelated removal")
             cpu.append((self.daemon.cpu_ns() - c0) / 1e6)
         self.res["unrelated"] = summary(cpu)
 
