@@ -32,10 +32,11 @@ WORKDIR = OUT / "scale"
 HOST_NETNS = "BENCH_SCALE_HOST_NETNS"  # the parent's network namespace, for the child to compare
 EXAMPLES = """\
 examples:
-  python -m bench.scale                          sim 1,000/5,000/10,000 and real 30/300/1,000
+  python -m bench.scale                          sim 100 to 10,000 and real 30/300/1,000
   python -m bench.scale --quick                  smoke run: sim 1,000 and real 30, few events
   python -m bench.scale --real '' --rounds 3     only the simulated engine, three rounds
   python -m bench.scale --sim 5000 --real '' --profile 5000 --py-spy /tmp/venv/bin/py-spy
+  python -m bench.scale --tables bench/out/a.json bench/out/b.json   merge earlier runs
 
 The daemon's soft RLIMIT_NOFILE is raised to the hard limit by this program (the daemon
 inherits it); the figure is printed. Needs root for the simulated run (a network namespace).
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sim", default="1000,5000,10000", help="simulated sizes ('' for none)")
+    p.add_argument("--sim", default="100,1000,5000,10000", help="simulated sizes ('' for none)")
     p.add_argument("--real", default="30,300,1000", help="real-engine sizes ('' for none)")
     p.add_argument("--rounds", type=int, default=1, help="repeat every size (1)")
     p.add_argument("--events", type=int, default=50, help="sim: single events of each kind (50)")
@@ -73,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--py-spy", default=None, metavar="PATH", help="py-spy binary (PATH's)")
     p.add_argument("--quick", action="store_true", help="smoke run: sim 1000, real 30, 10 events")
     p.add_argument("--json", default=str(OUT / "scale.json"), help="results file")
+    p.add_argument(
+        "--tables", nargs="+", metavar="JSON", help="print the tables of earlier results, merged"
+    )
     p.add_argument("--sim-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -196,8 +200,22 @@ def run_real(args: argparse.Namespace) -> list[dict[str, Any]]:
         client.close()
 
 
+def print_tables(sim_rows: list[dict[str, Any]], real_rows: list[dict[str, Any]]) -> None:
+    if sim_rows:
+        print(tables.render("Simulated engine: sync and memory", sim_rows, tables.SIM_SYNC))
+        print(tables.render("Simulated engine: events", sim_rows, tables.SIM_EVENTS))
+        print(tables.notes(sim_rows))
+    if real_rows:
+        print(tables.render("Real engine", real_rows, tables.REAL))
+        print(tables.notes(real_rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.tables:
+        docs = [json.loads(Path(path).read_text()) for path in args.tables]
+        print_tables([r for d in docs for r in d["sim"]], [r for d in docs for r in d["real"]])
+        return 0
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     WORKDIR.mkdir(parents=True, exist_ok=True)
@@ -233,11 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print("\n" + "=" * 100)
     print(f"godoxy-streams scale benchmark ({result['meta']['elapsed_s']} s)\n")
-    if result["sim"]:
-        print(tables.render("Simulated engine: sync and memory", result["sim"], tables.SIM_SYNC))
-        print(tables.render("Simulated engine: events", result["sim"], tables.SIM_EVENTS))
-    if result["real"]:
-        print(tables.render("Real engine", result["real"], tables.REAL))
+    print_tables(result["sim"], result["real"])
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"raw results: {args.json}")

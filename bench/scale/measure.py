@@ -34,7 +34,11 @@ def measured(n: int, steps: Sequence[Callable[[], None]], close: Callable[[], No
         res["status"] = f"error: {type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
-        close()
+        try:
+            close()
+        except Exception as exc:  # a failed clean-up must not lose the figures
+            traceback.print_exc()
+            res.setdefault("notes", []).append(f"clean-up failed: {type(exc).__name__}: {exc}")
         res["load"].append(loadavg())
     return res
 

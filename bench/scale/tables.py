@@ -93,5 +93,10 @@ def render(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, Gett
         cells = [f"{n:,}", *(_cell(mine, get) for _, get in columns), load, str(len(mine))]
         lines.append("| " + " | ".join(cells) + " |")
         notes += [f"N={n:,}: {r['status']}" for r in mine if r.get("status") != "ok"]
-        notes += [f"N={n:,}: {note}" for r in mine for note in r.get("notes", [])]
     return "\n".join(lines + [""] + notes)
+
+
+def notes(rows: list[dict[str, Any]]) -> str:
+    """What the runs noted beside their figures (e.g. a status API call that timed out)."""
+    seen = [f"N={r['n']:,}: {note}" for r in rows for note in r.get("notes", [])]
+    return "\n".join(f"{seen.count(line)}x {line}" for line in dict.fromkeys(seen))
