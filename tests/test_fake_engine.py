@@ -133,9 +133,10 @@ def engine_process(tmp_path: Path) -> Iterator[FakeEngineProcess]:
 def test_the_daemon_follows_a_start_and_a_removal(
     tmp_path: Path, engine_process: FakeEngineProcess
 ) -> None:
-    namespace = engine_process.argv[engine_process.argv.index("--namespace") + 1]
-    base = int(engine_process.argv[engine_process.argv.index("--port-base") + 1])
-    daemon = DaemonProcess(tmp_path, "--docker", engine_process.url, namespace=namespace)
+    base = engine_process.port_base
+    daemon = DaemonProcess(
+        tmp_path, "--docker", engine_process.url, namespace=engine_process.namespace
+    )
     try:
         daemon.start()
         eventually(lambda: daemon.health()[1]["routes_running"] == 2, what="two routes")

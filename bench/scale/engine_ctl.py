@@ -36,6 +36,7 @@ class FakeEngineProcess:
         self, workdir: Path, containers: int, *, port_base: int, tag: str,
         namespace: str = "proxy", accept_targets: bool = False,
     ) -> None:  # fmt: skip
+        self.namespace, self.port_base = namespace, port_base
         self.socket = workdir / f"engine-{tag}.sock"
         self.log_path = workdir / f"engine-{tag}.log"
         self.argv = [

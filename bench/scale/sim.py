@@ -89,9 +89,10 @@ class _Run:
         self.engine, self.daemon = engine, daemon
         self.routes = n
         self.profiler: Profiler | None = None
+        self.phase = ""
 
     def close(self) -> None:
-        self._stop_profile("events")
+        self._stop_profile()
         try:
             if self.engine.proc is not None and self.engine.proc.poll() is None:
                 stats = self.engine.stats()
@@ -113,20 +114,20 @@ class _Run:
     def _profile(self, phase: str) -> None:
         if self.opts.py_spy:
             out = self.opts.workdir / f"profile-{self.n}-{phase}.txt"
-            self.profiler = Profiler(self.opts.py_spy, self.daemon.pid, out)
+            self.profiler, self.phase = Profiler(self.opts.py_spy, self.daemon.pid, out), phase
 
-    def _stop_profile(self, phase: str) -> None:
+    def _stop_profile(self) -> None:
         if self.profiler is not None:
-            self.res.setdefault("profiles", {})[phase] = str(self.profiler.stop())
+            self.res.setdefault("profiles", {})[self.phase] = str(self.profiler.stop())
             self.profiler = None
 
     # -- the measurements --------------------------------------------------------------------
     def sync(self, base: dict[str, Any]) -> None:
         n, daemon, res = self.n, self.daemon, self.res
         engine_cpu0 = self.engine.cpu_s()
+        t0 = time.time_ns()
         daemon.start()
         self._profile("sync")
-        t0 = time.time_ns()
         ready = daemon.wait_routes(n, self.budget.timeout(self.budget.left()))
         if ready is None:
             res["sync_cpu_s_so_far"] = daemon.cpu_s()
@@ -142,7 +143,7 @@ class _Run:
         res["sync_cpu_net_s"] = res["sync_cpu_s"] - base["cpu_s"]
         res["engine_sync_cpu_s"] = self.engine.cpu_s() - engine_cpu0
         daemon.quiet(0.2, self.budget.timeout(60))
-        self._stop_profile("sync")
+        self._stop_profile()
         res["rss_kib"], res["fds"] = daemon.rss_kib(), daemon.fds()
         res["rss_per_route_kib"] = (res["rss_kib"] - base["rss_kib"]) / n
         res["fds_per_route"] = (res["fds"] - base["fds"]) / n
@@ -202,7 +203,7 @@ class _Run:
             stop_cpu.append((self.daemon.cpu_ns() - c0) / 1e6)
         self.res["stop"] = summary(closed)
         self.res["stop_cpu"] = summary(stop_cpu)
-        self._stop_profile("events")
+        self._stop_profile()
 
     def burst(self) -> None:
         """``burst`` labelled containers start at once; then all of them are removed."""
