@@ -55,15 +55,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sim", default="100,1000,5000,10000", help="simulated sizes ('' for none)")
-    p.add_argument("--real", default="30,300,1000", help="real-engine sizes ('' for none)")
-    p.add_argument("--rounds", type=int, default=1, help="repeat every size (1)")
-    p.add_argument("--events", type=int, default=50, help="sim: single events of each kind (50)")
-    p.add_argument("--burst", type=int, default=500, help="sim: containers in the burst (500)")
-    p.add_argument("--real-events", type=int, default=10, help="real: events of each kind (10)")
-    p.add_argument("--workers", type=int, default=8, help="real: parallel docker calls (8)")
-    p.add_argument("--budget-min", type=float, default=10, help="per simulated size (10)")
-    p.add_argument("--real-budget-min", type=float, default=15, help="per real size (15)")
+    p.add_argument(
+        "--sim", default="100,1000,5000,10000", metavar="SIZES",
+        help="simulated sizes, comma-separated ('' for none; default 100,1000,5000,10000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--real", default="30,300,1000", metavar="SIZES",
+        help="real-engine sizes ('' for none; default 30,300,1000)",
+    )  # fmt: skip
+    p.add_argument("--rounds", type=int, default=1, metavar="R", help="repeat every size (1)")
+    p.add_argument(
+        "--events", type=int, default=50, metavar="E", help="sim: events of each kind (50)"
+    )
+    p.add_argument("--burst", type=int, default=500, metavar="B", help="sim: burst size (500)")
+    p.add_argument("--real-events", type=int, default=10, metavar="E", help="real: events (10)")
+    p.add_argument("--workers", type=int, default=8, metavar="W", help="real: parallel starts (8)")
+    p.add_argument(
+        "--budget-min", type=float, default=10, metavar="M", help="minutes per sim size (10)"
+    )
+    p.add_argument(
+        "--real-budget-min", type=float, default=15, metavar="M", help="minutes per real size (15)"
+    )
     p.add_argument(
         "--keep-going", action="store_true", help="run larger sizes after one went over budget"
     )
@@ -73,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the sim size N")
     p.add_argument("--py-spy", default=None, metavar="PATH", help="py-spy binary (PATH's)")
     p.add_argument("--quick", action="store_true", help="smoke run: sim 1000, real 30, 10 events")
-    p.add_argument("--json", default=str(OUT / "scale.json"), help="results file")
+    p.add_argument("--json", default=str(OUT / "scale.json"), metavar="PATH", help="results file")
     p.add_argument(
         "--tables", nargs="+", metavar="JSON", help="print the tables of earlier results, merged"
     )
