@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test test-deps lint typecheck layers unit bench bench-deps image try-compose clean
+.PHONY: run test test-deps lint typecheck layers unit bench bench-scale bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-deps:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(ARGS)
 
 image:
 	scripts/build-image.sh
