@@ -160,7 +160,9 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     log: LogSettings = LogSettings()
     resync_interval: float = Field(30.0, gt=0, description="seconds between full relists")
-    coalesce_window: float = Field(0.02, ge=0, lt=1, description="seconds to batch events")
+    coalesce_window: float = Field(
+        0.02, ge=0, lt=1, description="seconds to gather a burst of events (a lone one: at once)"
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="seconds to drain on SIGTERM")
     history_interval: float = Field(
         5.0, ge=0.05, le=60, description="seconds between samples of the routes' history (120 kept)"

@@ -262,16 +262,22 @@ class _Follower:
             self.sink.clear_stopping(self.engine, cid)
 
     async def flush(self) -> None:
+        """Inspect what events named. A lone event is handled at once; events that keep
+        coming (another arrived within ``coalesce_window`` of the last flush: a burst) are
+        gathered for one window and handled together."""
         window = self.watcher.settings.coalesce_window
+        loop = asyncio.get_running_loop()
+        last = -window
         while True:
             await self.wake.wait()
-            if window:
+            if window and loop.time() - last < window:
                 await asyncio.sleep(window)
             self.wake.clear()
             if self.swarm_changed:
                 self.swarm_changed = False
                 await self._look_at_swarm()
             await self._inspect_pending()
+            last = loop.time()
 
     async def _look_at_swarm(self) -> None:
         """Swarm tasks again; while some are not running yet, again after a backing-off
