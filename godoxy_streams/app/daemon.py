@@ -24,13 +24,14 @@ from godoxy_streams.agent.client.tunnel import Tunnel
 from godoxy_streams.agent.quic.config import client_configuration
 from godoxy_streams.agent.wire.header import ALPN_STREAM
 from godoxy_streams.app.context import settings_context
+from godoxy_streams.app.heap import HeapFreezer
 from godoxy_streams.app.logs import setup_logging
 from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.events import EventLog
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.status_api import build_app
-from godoxy_streams.reconcile.reconciler import Reconciler
+from godoxy_streams.reconcile.reconciler import PassReport, Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
 from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.manager import StreamManager
@@ -60,6 +61,9 @@ class Daemon:
         self.events = EventLog()  # the timeline: everyone who sees a change records it
         self.manager = StreamManager(settings, self.tunnels, kept_ports, self.events)
         self.reconciler = Reconciler(self.manager, self.ctx)
+        self.reconciler.on_pass = self._after_pass
+        self._metrics: Metrics | None = None
+        self._heap = HeapFreezer()
         self.watchers = (
             []
             if settings.no_docker
@@ -204,6 +208,11 @@ class Daemon:
             await asyncio.sleep(CERTIFICATES_POLL)
             self.refresh_certificates()
 
+    def _after_pass(self, report: PassReport) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_pass(report.duration)
+        self._heap.settled(len(self.manager.running))
+
     # -- status API ------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         """What observers see now (built per call)."""
@@ -212,8 +221,7 @@ class Daemon:
 
     async def _start_api(self) -> None:
         host, port = api_address(self.settings.api)
-        metrics = Metrics(self.snapshot)
-        self.reconciler.on_pass = lambda report: metrics.observe_pass(report.duration)
+        metrics = self._metrics = Metrics(self.snapshot)
         app = build_app(self.snapshot, metrics, self.settings.api_token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

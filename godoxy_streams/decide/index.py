@@ -17,7 +17,6 @@ change of either marks the group. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from godoxy_streams.decide.desired import (
     Conflict,
@@ -33,33 +32,25 @@ from godoxy_streams.model import RouteKey, RouteSpec
 Contributor = tuple[str, ...]  # ("file",), or (engine, container id)
 
 
-@dataclass(frozen=True)
-class GroupDecision:
-    """The winners (routes or pools) and the conflicts of one socket group."""
-
-    routes: Mapping[RouteKey, RouteSpec]
-    conflicts: tuple[Conflict, ...]
-
-
-NO_DECISION = GroupDecision({}, ())
-
-
 def _member_identities(spec: RouteSpec) -> list[Identity]:
     return [identity(m, spec.proto) for m in spec.members]
 
 
 class DesiredIndex:
-    """Candidates by socket group, the decision per group, and what is held now."""
+    """Candidates by socket group, the decision per group, and what is held now.
+
+    Kept compact (tuples and lists, no container per route that is not needed): it holds an
+    entry for every route the daemon knows."""
 
     def __init__(self) -> None:
         self._routes: dict[Contributor, tuple[RouteSpec, ...]] = {}
-        # the candidates of each group, by contributor (one contributor, the routes file, may
-        # have thousands of routes: a group never walks them all)
-        self._by_group: dict[SocketGroup, dict[Contributor, list[RouteSpec]]] = {}
-        self._candidate_groups: dict[Identity, dict[SocketGroup, int]] = {}
-        self._decisions: dict[SocketGroup, GroupDecision] = {}
-        self._conflicted: set[SocketGroup] = set()  # groups whose decision has conflicts
-        self._running: dict[SocketGroup, set[RouteKey]] = {}
+        # the candidates of each group with their contributor (one contributor, the routes
+        # file, may have thousands of routes: a group never walks them all)
+        self._by_group: dict[SocketGroup, list[tuple[Contributor, RouteSpec]]] = {}
+        self._candidate_groups: dict[Identity, list[SocketGroup]] = {}  # a multiset
+        self._winners: dict[SocketGroup, tuple[tuple[RouteKey, RouteSpec], ...]] = {}
+        self._conflicts: dict[SocketGroup, tuple[Conflict, ...]] = {}
+        self._running: dict[SocketGroup, list[RouteKey]] = {}
         self._held: dict[Identity, int] = {}  # members of running routes, counted
         self._dirty: set[SocketGroup] = set()
 
@@ -87,28 +78,21 @@ class DesiredIndex:
     def _add(self, who: Contributor, route: RouteSpec) -> None:
         group = socket_group(route.key)
         self._dirty.add(group)
-        self._by_group.setdefault(group, {}).setdefault(who, []).append(route)
-        groups = self._candidate_groups.setdefault(identity(route), {})
-        groups[group] = groups.get(group, 0) + 1
+        self._by_group.setdefault(group, []).append((who, route))
+        self._candidate_groups.setdefault(identity(route), []).append(group)
 
     def _drop(self, who: Contributor, route: RouteSpec) -> None:
         group = socket_group(route.key)
         self._dirty.add(group)
-        members = self._by_group[group]
-        mine = members[who]
-        mine.remove(route)
-        if not mine:
-            del members[who]
-            if not members:
-                del self._by_group[group]
+        entries = self._by_group[group]
+        entries.remove((who, route))
+        if not entries:
+            del self._by_group[group]
         ident = identity(route)
         groups = self._candidate_groups[ident]
-        if groups[group] > 1:
-            groups[group] -= 1
-        else:
-            del groups[group]
-            if not groups:
-                del self._candidate_groups[ident]
+        groups.remove(group)
+        if not groups:
+            del self._candidate_groups[ident]
 
     def mark(self, keys: Iterable[RouteKey]) -> None:
         """Decide these sockets' groups again at the next ``decide`` (e.g. a failed bind)."""
@@ -125,7 +109,7 @@ class DesiredIndex:
 
     # -- decision --------------------------------------------------------------------------
     def candidates(self, group: SocketGroup) -> list[RouteSpec]:
-        return [route for routes in self._by_group.get(group, {}).values() for route in routes]
+        return [route for _, route in self._by_group.get(group, ())]
 
     def decide(self, running: Mapping[RouteKey, RouteSpec]) -> Plan:
         """Decide the marked groups again; the plan that brings ``running`` (every running
@@ -133,24 +117,10 @@ class DesiredIndex:
         stop: list[RouteKey] = []
         retarget: list[RouteSpec] = []
         start: list[RouteSpec] = []
-        holding = self._held.keys()
         for group in self._dirty:
-            candidates = self.candidates(group)
-            if len(candidates) == 1:  # the common case: one route, nothing to rank
-                decision = GroupDecision({candidates[0].key: candidates[0]}, ())
-            else:
-                state = build_desired(candidates, holding=holding)
-                decision = GroupDecision(state.routes, state.conflicts)
-            if decision.routes or decision.conflicts:
-                self._decisions[group] = decision
-            else:
-                self._decisions.pop(group, None)
-            if decision.conflicts:
-                self._conflicted.add(group)
-            else:
-                self._conflicted.discard(group)
+            winners = self._decide_group(group)
             now = {key: running[key] for key in self._running.get(group, ()) if key in running}
-            part = make_plan(decision.routes, now)
+            part = make_plan(winners, now)
             stop += part.stop
             retarget += part.retarget
             start += part.start
@@ -160,6 +130,25 @@ class DesiredIndex:
             retarget=tuple(sorted(retarget, key=lambda r: r.key)),
             start=tuple(sorted(start, key=lambda r: r.key)),
         )
+
+    def _decide_group(self, group: SocketGroup) -> dict[RouteKey, RouteSpec]:
+        """The group's winners now (kept), and its conflicts (kept when there are any)."""
+        candidates = self.candidates(group)
+        if len(candidates) == 1:  # the common case: one route, nothing to rank
+            winners = {candidates[0].key: candidates[0]}
+            conflicts: tuple[Conflict, ...] = ()
+        else:
+            state = build_desired(candidates, holding=self._held.keys())
+            winners, conflicts = dict(state.routes), state.conflicts
+        if winners:
+            self._winners[group] = tuple(winners.items())
+        else:
+            self._winners.pop(group, None)
+        if conflicts:
+            self._conflicts[group] = conflicts
+        else:
+            self._conflicts.pop(group, None)
+        return winners
 
     def applied(
         self,
@@ -174,14 +163,7 @@ class DesiredIndex:
             new = after.get(key)
             if old == new:
                 continue
-            group = socket_group(key)
-            keys = self._running.setdefault(group, set())
-            if new is None:
-                keys.discard(key)
-                if not keys:
-                    del self._running[group]
-            else:
-                keys.add(key)
+            self._note_running(key, new is not None)
             for ident in _member_identities(old) if old is not None else ():
                 count = self._held[ident] - 1
                 if count:
@@ -197,11 +179,22 @@ class DesiredIndex:
         for ident in flipped:
             self._dirty.update(self._candidate_groups.get(ident, ()))
 
+    def _note_running(self, key: RouteKey, running: bool) -> None:
+        group = socket_group(key)
+        keys = self._running.setdefault(group, [])
+        if key in keys:
+            if not running:
+                keys.remove(key)
+        elif running:
+            keys.append(key)
+        if not keys:
+            del self._running[group]
+
     # -- reading ---------------------------------------------------------------------------
     def desired(self) -> dict[RouteKey, RouteSpec]:
         """Every group's winners (walks every group: for reports, not per event)."""
-        return {key: spec for d in self._decisions.values() for key, spec in d.routes.items()}
+        return {key: spec for pairs in self._winners.values() for key, spec in pairs}
 
     def conflicts(self) -> tuple[Conflict, ...]:
         """Every conflict, in a stable order (walks only the groups that have one)."""
-        return tuple(c for g in sorted(self._conflicted) for c in self._decisions[g].conflicts)
+        return tuple(c for g in sorted(self._conflicts) for c in self._conflicts[g])

@@ -41,7 +41,6 @@ STOP_GRACE = 60.0  # seconds a container told to stop counts as stopping while s
 class ContainerEntry:
     info: ContainerInfo
     result: ParseResult
-    listed: ContainerInfo | None = None  # as the last full list showed it (skip if unchanged)
 
     @property
     def serving(self) -> bool:
@@ -143,10 +142,7 @@ class Reconciler:
         which cannot tell the image's stop signal and is skipped when unchanged."""
         key = (info.engine, info.id)
         entry = self.containers.get(key)
-        listing = info if listed else None
-        if listed and entry is not None:
-            if entry.listed == info:
-                return
+        if listed and entry is not None:  # a list entry is an inspect's facts but the signal
             info = replace(info, stop_signal=entry.info.stop_signal)
         told = self._stopping.get(key)
         if told is not None:
@@ -155,14 +151,12 @@ class Reconciler:
             else:
                 del self._stopping[key]
         if entry is not None and entry.info == info:
-            if listing is not None:
-                entry.listed = listing
             return
         result = self._parse(info)
         if info.running and (entry is None or entry.result.errors != result.errors):
             for error in result.errors:
                 logger.bind(container=info.name, label=error.label).warning(f"invalid: {error}")
-        self._store(key, ContainerEntry(info, result, listing))
+        self._store(key, ContainerEntry(info, result))
         self.mark_dirty()
 
     def set_state(self, engine: str, container_id: str, state: str) -> None:

@@ -13,6 +13,7 @@ takes a token), and only then are the concurrency slots taken.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from godoxy_streams.streams.acl import Acl
@@ -28,10 +29,10 @@ class RefusalLog:
     """Refusals of one stream, logged at most once per ``LOG_INTERVAL`` per kind, with the
     count since the previous line and the latest detail (a flood costs no log I/O)."""
 
-    __slots__ = ("log", "loop", "counts", "latest", "quiet_until", "timer")
+    __slots__ = ("log_of", "loop", "counts", "latest", "quiet_until", "timer")
 
-    def __init__(self, log: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.log = log
+    def __init__(self, log_of: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.log_of = log_of  # the stream's logger, asked for only when a line is written
         self.loop = loop
         self.counts: dict[str, int] = {}
         self.latest: dict[str, str] = {}
@@ -54,10 +55,10 @@ class RefusalLog:
             detail = self.latest[kind]
             level = "WARNING" if kind == "proxy_error" else "INFO"
             if count == 1:
-                self.log.log(level, f"{kind}: {detail}")
+                self.log_of().log(level, f"{kind}: {detail}")
             else:
                 since = f"{count} in the last {LOG_INTERVAL:g}s"
-                self.log.log(level, f"{kind}: {since}; latest: {detail}")
+                self.log_of().log(level, f"{kind}: {since}; latest: {detail}")
         self.counts.clear()
         self.latest.clear()
         self.quiet_until = self.loop.time() + LOG_INTERVAL

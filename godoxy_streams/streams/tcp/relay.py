@@ -51,7 +51,6 @@ class ConnOwner(Protocol):
     options: StreamOptions
     stats: StreamStats
     loop: asyncio.AbstractEventLoop
-    log: Any
     conns: set[Conn]
     connect: Dialer
     pre_dial: Hook | None
@@ -62,6 +61,9 @@ class ConnOwner(Protocol):
     need_peer: bool
     refusals: RefusalLog
     pool: Pool | None
+
+    @property
+    def log(self) -> Any: ...
 
     def conn_gone(self, conn: Conn) -> None: ...
 

@@ -16,10 +16,9 @@ import asyncio
 import inspect
 from typing import Any, cast
 
-from loguru import logger
-
 from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.context import ConnContext, Hook, OnClose
+from godoxy_streams.streams.logs import LazyLog
 from godoxy_streams.streams.options import DEFAULT_OPTIONS, Dialer, StreamOptions
 from godoxy_streams.streams.pool import PooledStream
 from godoxy_streams.streams.sockets import BACKLOG, Address, listen_socket, resolve_bind, where
@@ -29,7 +28,7 @@ from godoxy_streams.streams.tcp.classes import conn_class
 from godoxy_streams.streams.tcp.relay import Conn
 
 
-class TCPStream(PooledStream):
+class TCPStream(PooledStream, LazyLog):
     """Relay TCP connections accepted on ``listen`` to ``target``."""
 
     def __init__(
@@ -57,7 +56,6 @@ class TCPStream(PooledStream):
         self.connect: Dialer  # how upstream connections are made (chosen at ``serve``)
         self.conn_cls: type[Conn] = Conn
         self._plain_cls: type[Conn] = Conn
-        self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name)
         self._server: asyncio.AbstractServer | None = None
         self._local: Address | None = None
         self._drained: asyncio.Future[None] | None = None
@@ -104,9 +102,9 @@ class TCPStream(PooledStream):
         self.loop = asyncio.get_running_loop()
         self.connect = self.options.dialer or cast(Dialer, self.loop.create_connection)
         self.pre_dial, self.on_read, self.on_close = pre_dial, on_read, on_close
-        self.log = logger.bind(protocol="tcp", listen=where(self.local_addr), stream=self.name)
+        self.forget_log()
         options = self.options
-        self.refusals = RefusalLog(self.log, self.loop)
+        self.refusals = RefusalLog(lambda: self.log, self.loop)
         self.admission = admission = Admission.build(options, self.stats, self.refusals, tcp=True)
         hooked = bool(pre_dial or on_read or options.idle_timeout is not None)
         proxy_in = options.proxy_protocol_trusted is not None

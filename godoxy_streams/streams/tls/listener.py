@@ -129,7 +129,7 @@ class SNIListener:
         sock = listen_socket("tcp", host, port, family)
         self._local = sock_addr(sock.getsockname())
         self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name or "sni")
-        self.refusals = RefusalLog(self.log, self.loop)
+        self.refusals = RefusalLog(lambda: self.log, self.loop)
         try:
             self._server = await self.loop.create_server(
                 lambda: HelloReader(self), sock=sock, backlog=BACKLOG

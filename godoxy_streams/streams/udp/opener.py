@@ -19,6 +19,7 @@ from typing import Any
 from godoxy_streams.errors import Refused
 from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.context import ConnContext, ConnRecord, Hook, OnClose, Outcome, deliver
+from godoxy_streams.streams.logs import LazyLog
 from godoxy_streams.streams.options import StreamOptions
 from godoxy_streams.streams.pool import PooledStream, PoolMember
 from godoxy_streams.streams.sockets import (
@@ -41,8 +42,10 @@ def literal(target: Address) -> Resolved | None:
     return None if family is None else (family, target)
 
 
-class SessionOpener(PooledStream):
+class SessionOpener(PooledStream, LazyLog):
     """The session-opening half of ``UDPStream``."""
+
+    log_protocol = "udp"
 
     name: str
     target: Address
@@ -57,7 +60,6 @@ class SessionOpener(PooledStream):
     refusals: RefusalLog
     loop: asyncio.AbstractEventLoop
     sock: socket.socket
-    log: Any
     _resolved: Resolved | None
 
     @property

@@ -18,8 +18,6 @@ import socket
 import time
 from typing import Any
 
-from loguru import logger
-
 from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.context import ConnContext, Hook, OnClose
 from godoxy_streams.streams.options import DEFAULT_OPTIONS, StreamOptions
@@ -55,7 +53,6 @@ class UDPStream(SessionOpener):
         self.on_close: OnClose | None = None
         self.admission: Admission | None = None
         self.refusals: RefusalLog
-        self.log = logger.bind(protocol="udp", listen=where(listen), stream=name)
         self.loop: asyncio.AbstractEventLoop
         self.sock: socket.socket
         self._resolved = literal(target)
@@ -100,8 +97,8 @@ class UDPStream(SessionOpener):
         self.sock = sock
         sockname = sock.getsockname()
         self._local = (str(sockname[0]), int(sockname[1]))
-        self.log = logger.bind(protocol="udp", listen=where(self._local), stream=self.name)
-        self.refusals = RefusalLog(self.log, self.loop)
+        self.forget_log()
+        self.refusals = RefusalLog(lambda: self.log, self.loop)
         self.admission = Admission.build(self.options, self.stats, self.refusals, tcp=False)
         self.loop.add_reader(sock.fileno(), self._readable_pktinfo if wildcard else self._readable)
         self._schedule_sweep()
