@@ -187,7 +187,9 @@ class RouteSpec(_Frozen):
     def wakes(self) -> bool:
         """Whether a member's container sleeps and is woken by a client (the listener holds
         new connections while it wakes)."""
-        return any(m.origin.sleep is not None for m in self.members)
+        if not self.pool:
+            return self.origin.sleep is not None
+        return any(m.origin.sleep is not None for m in self.pool)
 
     @property
     def balance(self) -> LoadBalanceMode:

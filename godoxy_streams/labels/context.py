@@ -4,7 +4,6 @@ container's facts, as frozen data."""
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,17 +58,27 @@ def default_alias(info: ContainerInfo) -> str:
 
 def replica_number(name: str, project: str, service: str) -> str | None:
     """The replica number in a name compose or Swarm generated for ``service`` (``p-svc-2``,
-    ``p_svc_2``, ``svc.2[.<task id>]`` -> ``"2"``), or None for a name the user chose."""
-    svc = re.escape(service)
-    patterns = [rf"{svc}\.(\d+)(?:\.\w+)?"]
+    ``p_svc_2``, ``svc.2[.<task id>]`` -> ``"2"``), or None for a name the user chose.
+    Plain string checks: this runs for every container, with a different service each time
+    (per-service regular expressions would thrash the ``re`` cache)."""
+    low, svc = name.lower(), service.lower()
+    if low.startswith(svc + "."):  # Swarm: svc.<n>[.<task id>]
+        number, _, task = low[len(svc) + 1 :].partition(".")
+        if number.isdigit() and number.isascii() and (not task or _is_word(task)):
+            return number
     if project:
-        proj = re.escape(project)
-        patterns += [rf"{proj}-{svc}-(\d+)", rf"{proj}_{svc}_(\d+)"]
-    for pattern in patterns:
-        match = re.fullmatch(pattern, name, re.IGNORECASE)
-        if match:
-            return match.group(1)
+        proj = project.lower()
+        for sep in ("-", "_"):
+            head = f"{proj}{sep}{svc}{sep}"
+            number = low[len(head) :]
+            if low.startswith(head) and number.isdigit() and number.isascii():
+                return number
     return None
+
+
+def _is_word(text: str) -> bool:
+    """What ``\\w+`` matches, for the ASCII names Docker gives."""
+    return bool(text) and all(c.isalnum() or c == "_" for c in text)
 
 
 def display_name(info: ContainerInfo) -> str:

@@ -70,6 +70,9 @@ class IdleTracker:
         """One look at every awake container; the idle ones are put to sleep."""
         now = time.monotonic() if now is None else now
         registry = self.registry
+        if not registry.targets:  # nothing sleeps: no route to look at
+            self.seen.clear()
+            return
         activity = self.activity()
         for key, target in registry.targets.items():
             config = target.config

@@ -102,6 +102,7 @@ class StreamManager:
         self._settings = settings
         self.kept_ports = kept_ports or KeptPorts()  # default: kept while this manager lives
         self.running: dict[RouteKey, RunningRoute] = {}
+        self.generation = 0  # counts the passes that changed a running route
         self.specs: dict[RouteKey, RouteSpec] = {}  # running[key].spec, kept in step
         self.failed: dict[RouteKey, tuple[RouteSpec, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -242,6 +243,8 @@ class StreamManager:
             else:
                 self.health.sync_route(key, None, None)
         self.kept_ports.save()
+        if stopped or retargeted or started:
+            self.generation += 1
         return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
 
     def _stream(self, spec: RouteSpec, port: int) -> Stream:
@@ -330,6 +333,7 @@ class StreamManager:
         """Stop every listener at once, then drain (per route policy, at most ``grace``)."""
         routes, self.running = list(self.running.values()), {}
         self.specs = {}
+        self.generation += 1
         self.health.close()
         for route in routes:
             self._log(route.spec, "stop", route.bound_port)

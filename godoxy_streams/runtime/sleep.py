@@ -50,6 +50,8 @@ class SleepController:
         self.waker = Waker(self.registry, self.probes, self.awake)
         self.idle = IdleTracker(self.registry, self.activity, self.waker.in_flight)
         self._turns: dict[RouteKey, int] = {}
+        self._waking: list[RouteKey] = []  # running routes with a member that sleeps
+        self._waking_at = -1  # the manager's generation they were found at
         manager.gate_for = self.gate
         self.registry.note = self.note
 
@@ -120,10 +122,15 @@ class SleepController:
             before = out.get(key, (0, ()))
             out[key] = (before[0] + active, before[1] + counters)
 
-        for route in self.manager.running.values():
-            spec, stream = route.spec, route.stream
-            if not spec.wakes:
+        running = self.manager.running
+        if self._waking_at != self.manager.generation:  # the routes changed: which wake?
+            self._waking = [key for key, route in running.items() if route.spec.wakes]
+            self._waking_at = self.manager.generation
+        for key in self._waking:
+            route = running.get(key)
+            if route is None:
                 continue
+            spec, stream = route.spec, route.stream
             members = spec.members
             if len(members) == 1:
                 stats, origin = stream.stats, members[0].origin

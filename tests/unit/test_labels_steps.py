@@ -261,3 +261,27 @@ def test_tcp_plus_udp_on_a_remote_engine_dials_each_protocols_published_port() -
         ("tcp", 5353, ("192.0.2.7", 30053)),
         ("udp", 5353, ("192.0.2.7", 30054)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "project", "service", "number"),
+    [
+        ("shop-echo-2", "shop", "echo", "2"),
+        ("shop_echo_12", "shop", "echo", "12"),
+        ("Shop-Echo-3", "shop", "echo", "3"),
+        ("echo.1", "", "echo", "1"),
+        ("echo.1.k3jd9s8f0a", "shop", "echo", "1"),
+        ("echo.x", "", "echo", None),
+        ("shop-echo-", "shop", "echo", None),
+        ("shop-echo-2a", "shop", "echo", None),
+        ("my-echo", "shop", "echo", None),
+        ("shop-echo-2", "", "echo", None),  # no project: only Swarm's form
+        ("shop-web-echo-2", "shop", "echo", None),
+    ],
+)
+def test_replica_numbers_of_generated_names(
+    name: str, project: str, service: str, number: str | None
+) -> None:
+    from godoxy_streams.labels.context import replica_number
+
+    assert replica_number(name, project, service) == number
