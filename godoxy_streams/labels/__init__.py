@@ -91,7 +91,7 @@ def alias_routes(expansion: Expansion, facts: RouteFacts) -> ParseResult:
     return result
 
 
-EXPANSIONS_KEPT = 4096
+EXPANSIONS_KEPT = 256  # distinct label sets: replicas share one; relists skip parsing
 _expansions: OrderedDict[tuple[object, ...], Expansion] = OrderedDict()
 
 
