@@ -27,7 +27,8 @@ LOG_INTERVAL = 1.0  # at most one refusal log line per stream and kind per this 
 
 class RefusalLog:
     """Refusals of one stream, logged at most once per ``LOG_INTERVAL`` per kind, with the
-    count since the previous line and the latest detail (a flood costs no log I/O)."""
+    count since the previous line and the latest detail (a flood costs no log I/O); each
+    line carries ``event`` (the kind) and ``count`` as fields."""
 
     __slots__ = ("log_of", "loop", "counts", "latest", "quiet_until", "timer")
 
@@ -54,11 +55,12 @@ class RefusalLog:
         for kind, count in self.counts.items():
             detail = self.latest[kind]
             level = "WARNING" if kind == "proxy_error" else "INFO"
+            log = self.log_of().bind(event=kind, count=count)
             if count == 1:
-                self.log_of().log(level, f"{kind}: {detail}")
+                log.log(level, f"{kind}: {detail}")
             else:
                 since = f"{count} in the last {LOG_INTERVAL:g}s"
-                self.log_of().log(level, f"{kind}: {since}; latest: {detail}")
+                log.log(level, f"{kind}: {since}; latest: {detail}")
         self.counts.clear()
         self.latest.clear()
         self.quiet_until = self.loop.time() + LOG_INTERVAL
