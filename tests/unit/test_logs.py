@@ -32,7 +32,7 @@ def log_to(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def setup(log_format: str) -> io.StringIO:
         buffer = io.StringIO()
         monkeypatch.setattr(sys, "stderr", buffer)
-        setup_logging(LogSettings(level="DEBUG", format=log_format))  # type: ignore[arg-type]
+        setup_logging(LogSettings(level="DEBUG", format=log_format))
         return buffer
 
     yield setup
