@@ -35,6 +35,7 @@ def test_open_files_limit_raised_and_the_budget_logged_once(tmp_path: Path) -> N
         assert plane["reserved_per_protocol"] == plane["budget"] // 4
         assert figures["api"]["cap"] == 32 and figures["api"]["open"] == 1  # this request
         assert d.log().count("descriptor budget: 2048 open files") == 1
+        assert "open-files limit raised from 256 to 2048" in d.log()
         with urllib.request.urlopen(f"http://{LOCAL}:{d.api_port}/metrics", timeout=5) as r:
             text = r.read().decode()
         assert "godoxy_streams_descriptors_limit 2048.0" in text

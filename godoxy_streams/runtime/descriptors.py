@@ -13,6 +13,8 @@ import resource
 import time
 from dataclasses import dataclass
 
+from loguru import logger
+
 from godoxy_streams.budget_views import DescriptorView
 from godoxy_streams.streams.budget import DescriptorBudget
 
@@ -23,15 +25,17 @@ COUNT_EVERY = 1.0
 
 
 def raise_nofile() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (as HAProxy and nginx do); the limit
-    now in force."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as HAProxy and nginx do), saying so;
+    the limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if target > soft:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
+        except (ValueError, OSError) as exc:
+            logger.warning(f"open-files limit left at {soft}: cannot raise it to {target}: {exc}")
+        else:
+            logger.info(f"open-files limit raised from {soft} to {target} (the hard limit)")
     return nofile()
 
 

@@ -21,7 +21,7 @@ from tests.docker.conftest import test_image as test_image  # noqa: F401
 from tests.docker.kit import whoami_tcp
 from tests.helpers import eventually
 
-PAIRS = 4
+PAIRS = 3
 ROUNDS = 2
 SETTLE = 20.0  # seconds the daemon has to settle after each step of the storm
 
