@@ -8,6 +8,7 @@ one plane could take every descriptor: idle API connections would shut out every
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import time
@@ -21,7 +22,6 @@ from godoxy_streams.streams.budget import DescriptorBudget
 RESERVED = 64  # the daemon's own: event loop, logs, engine connections, probes, tunnels
 DATA_MIN = 16  # the data plane's budget is never smaller than this
 FD_DIR = "/proc/self/fd"
-COUNT_EVERY = 1.0
 
 
 def raise_nofile() -> int:
@@ -44,20 +44,45 @@ def nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-_counted: tuple[float, int] = (float("-inf"), -1)  # (when, how many)
-
-
 def open_descriptors() -> int:
-    """How many descriptors the process has open (-1 where that cannot be read), counted
-    at most once per ``COUNT_EVERY`` seconds (a listing of many is not free)."""
-    global _counted
-    now = time.monotonic()
-    if now - _counted[0] >= COUNT_EVERY:
-        try:
-            _counted = (now, len(os.listdir(FD_DIR)) - 1)  # the listing's own descriptor
-        except OSError:
-            _counted = (now, -1)
-    return _counted[1]
+    """How many descriptors the process has open now (-1 where that cannot be read)."""
+    try:
+        return len(os.listdir(FD_DIR)) - 1  # the listing's own descriptor
+    except OSError:
+        return -1
+
+
+class OpenCount:
+    """The count of open descriptors for the read model, taken off the event loop: listing
+    ``/proc/self/fd`` costs about 4 ms per thousand descriptors, too long to hold the loop
+    with many open. ``get`` answers at once with the last count and, when that is older than
+    ``MAX_AGE``, starts a new one in a worker thread (one at a time)."""
+
+    MAX_AGE = 1.0
+
+    def __init__(self) -> None:
+        self.value = open_descriptors()
+        self.taken = time.monotonic()
+        self.counting: asyncio.Future[int] | None = None
+
+    def get(self) -> int:
+        if self.counting is None and time.monotonic() - self.taken >= self.MAX_AGE:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._taken(open_descriptors())
+            else:
+                self.counting = loop.run_in_executor(None, open_descriptors)
+                self.counting.add_done_callback(self._done)
+        return self.value
+
+    def _done(self, counting: asyncio.Future[int]) -> None:
+        self.counting = None
+        if not counting.cancelled() and counting.exception() is None:
+            self._taken(counting.result())
+
+    def _taken(self, value: int) -> None:
+        self.value, self.taken = value, time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +109,14 @@ class DescriptorPlan:
         )
 
 
-def descriptor_view(plan: DescriptorPlan, budget: DescriptorBudget) -> DescriptorView:
-    """The figures of ``/healthz`` and the metrics, as of now."""
+def descriptor_view(
+    plan: DescriptorPlan, budget: DescriptorBudget, count: OpenCount
+) -> DescriptorView:
+    """The figures of ``/healthz`` and the metrics: the budget as of now, the open
+    descriptors as of ``count``'s last count (at most a second or so old)."""
     return DescriptorView(
         limit=plan.limit,
-        open=open_descriptors(),
+        open=count.get(),
         budget=budget.total,
         used=tuple(budget.used().items()),
         guaranteed_per_route=budget.guaranteed,

@@ -27,7 +27,12 @@ from godoxy_streams.events import EventLog
 from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.access_log import access_logger
-from godoxy_streams.runtime.descriptors import DescriptorPlan, descriptor_view, nofile
+from godoxy_streams.runtime.descriptors import (
+    DescriptorPlan,
+    OpenCount,
+    descriptor_view,
+    nofile,
+)
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
 from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.sampler import Sampled, Sampler
@@ -118,6 +123,7 @@ class StreamManager:
         api_cap = limits.api_connections if settings.api else 0
         self.descriptors = DescriptorPlan(nofile(), api_cap)
         self.budget = DescriptorBudget(self.descriptors.data)
+        self._open_count = OpenCount()
         cap = limits.max_total_connections
         self._global_limit = ConcurrencyCounter(cap) if cap is not None else None
         self._warned_open_udp: set[RouteKey] = set()
@@ -159,7 +165,7 @@ class StreamManager:
 
     def descriptor_view(self) -> DescriptorView:
         """The descriptors and the data plane's budget, for the read model."""
-        return descriptor_view(self.descriptors, self.budget)
+        return descriptor_view(self.descriptors, self.budget, self._open_count)
 
     def channel_views(self) -> dict[str, dict[str, object]]:
         """Each tunnel's datagram channel, for ``/healthz``."""

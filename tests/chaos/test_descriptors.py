@@ -11,6 +11,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,6 +127,13 @@ def one_datagram_source(index: int, port: int) -> None:
         sock.sendto(b"flood", (LOCAL, port))
 
 
+def counted(d: DaemonProcess) -> dict[str, Any] | None:
+    """/healthz's descriptors once its count of open ones includes the UDP sessions (it is
+    taken in the background, at most about a second old)."""
+    figures: dict[str, Any] = d.health()[1]["descriptors"]
+    return figures if figures["open"] > figures["data_plane"]["udp"] else None
+
+
 def new_source_served(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.9.1", 0))
@@ -146,7 +154,7 @@ def test_udp_source_flood_leaves_other_routes_their_share(
             if index % 100 == 99:  # an established flow is never refused for newcomers
                 assert udp_echoes(established, b"during %d" % index), index
         route_serves(tcp_port)
-        figures = d.health()[1]["descriptors"]
+        figures = eventually(lambda: counted(d), what="the open descriptors counted")
         print(f"/healthz descriptors during the UDP flood: {figures}")
         plane = figures["data_plane"]
         assert plane["udp"] <= plane["budget"] - plane["reserved_per_protocol"]
