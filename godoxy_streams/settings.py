@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
-import resource
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -89,7 +88,10 @@ class LimitSettings(_Group):
     )
     per_source_burst: int = Field(20, ge=1, description="burst allowed above per_source_rate")
     max_total_connections: int | None = Field(
-        None, ge=1, description="all routes together (default: from the open-files limit)"
+        None,
+        ge=1,
+        description="connections and UDP sessions of all routes together (default: no cap "
+        "but the descriptor budget)",
     )
     proxy_header_timeout: float = Field(
         3.0, gt=0, description="seconds a trusted peer has to send its PROXY header"
@@ -100,14 +102,9 @@ class LimitSettings(_Group):
     tls_handshake_timeout: float = Field(
         10.0, gt=0, description="seconds a terminated TLS handshake may take"
     )
-
-    def total_cap(self) -> int:
-        """The daemon-wide connection cap: set, or what the open-files limit allows (each
-        proxied TCP connection holds two descriptors; some are kept for everything else)."""
-        if self.max_total_connections is not None:
-            return self.max_total_connections
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return max(16, (soft - 64) // 2)
+    api_connections: int = Field(
+        32, ge=1, le=4096, description="status API connections at once (its own budget)"
+    )
 
 
 class LogSettings(_Group):

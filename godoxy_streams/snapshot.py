@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from godoxy_streams.budget_views import ApiView, DescriptorView
 from godoxy_streams.errors import LabelError
 from godoxy_streams.events import Event
 from godoxy_streams.model import RouteSpec
@@ -40,6 +41,7 @@ class Counters:
     limited: int = 0
     proxy_errors: int = 0
     sessions_refused: int = 0
+    evicted: int = 0
     dropped: int = 0
     no_upstream: int = 0
 
@@ -286,6 +288,8 @@ class Snapshot:
     sleepers: tuple[SleeperView, ...] = ()
     timeline: tuple[Event, ...] = ()  # the event ring, oldest first
     history_of: Callable[[str], RouteHistory | None] = field(default=lambda _: None)
+    descriptors: DescriptorView | None = None
+    api: ApiView | None = None
 
     @cached_property
     def routes(self) -> tuple[RouteView, ...]:
@@ -327,6 +331,8 @@ class Snapshot:
             "routes_running": self.running,
             "last_sync": self.last_sync or None,
         }
+        if self.descriptors is not None:
+            body["descriptors"] = self.descriptors.as_json(self.api)
         if self.agent_channels:
             body["agent_flows"] = {k: dict(v) for k, v in self.agent_channels.items()}
         return body

@@ -30,8 +30,11 @@ class DaemonProcess:
         prefix: Sequence[str] = (),
         api_host: str = "127.0.0.1",
         default_bind: str | None = "127.0.0.1",
+        api_port: int | None = None,
     ):
-        self.api_port = free_port("tcp")
+        """``prefix``: a command the daemon runs under (e.g. ``prlimit``); ``api_port``: the
+        status API's port (default: one that is free now)."""
+        self.api_port = api_port or free_port("tcp")
         self.api_host = api_host
         self.namespace = namespace
         self.log_path = workdir / f"daemon-{self.api_port}.log"

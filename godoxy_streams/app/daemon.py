@@ -15,7 +15,6 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from aiohttp import web
 from loguru import logger
 
 from godoxy_streams import __version__
@@ -30,9 +29,11 @@ from godoxy_streams.docker_endpoints import EngineSettings
 from godoxy_streams.errors import ConfigError, StreamsError
 from godoxy_streams.events import EventLog
 from godoxy_streams.observe.metrics import Metrics
+from godoxy_streams.observe.serving import ApiServer
 from godoxy_streams.observe.status_api import build_app
 from godoxy_streams.reconcile.reconciler import PassReport, Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
+from godoxy_streams.runtime.descriptors import raise_nofile
 from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.runtime.sleep import SleepController
@@ -91,7 +92,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._static_synced = settings.routes_file is None
         self._routes_mtime: float | None = None
-        self._runner: web.AppRunner | None = None
+        self._api: ApiServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     async def serve(self) -> None:
@@ -103,6 +104,7 @@ class Daemon:
 
     async def startup(self) -> None:
         logger.info(f"godoxy-streams {__version__} starting")
+        logger.info(self.manager.descriptors.describe())
         self._capture_signals()
         self._spawn(self.reconciler.run(), "reconciler")
         self._spawn(self.manager.sampler.run(self.manager.sampled), "history sampler")
@@ -122,8 +124,8 @@ class Daemon:
 
     async def shutdown(self) -> None:
         logger.info("shutting down: closing listeners, draining live connections")
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._api is not None:
+            await self._api.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -217,22 +219,18 @@ class Daemon:
     def snapshot(self) -> Snapshot:
         """What observers see now (built per call)."""
         sources = [w.status for w in self.watchers]
-        return build_snapshot(self.reconciler, sources, self._static_synced)
+        api = self._api.view() if self._api is not None else None
+        return build_snapshot(self.reconciler, sources, self._static_synced, api)
 
     async def _start_api(self) -> None:
         host, port = api_address(self.settings.api)
         metrics = self._metrics = Metrics(self.snapshot)
         app = build_app(self.snapshot, metrics, self.settings.api_token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        self._api = ApiServer(app, self.settings.limits.api_connections)
         try:
-            await site.start()
+            self.api_port = await self._api.start(host, port)
         except OSError as exc:
             raise ConfigError(f"cannot serve the status API on {self.settings.api}: {exc}") from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.api_port = sockets[0].getsockname()[1] if sockets else port
         logger.info(f"status API on http://{host}:{self.api_port}")
 
 
@@ -252,6 +250,7 @@ def run_daemon(settings: Settings, tunnels: Mapping[str, Tunnel] | None = None) 
     from godoxy_streams.app.loops import run
 
     setup_logging(settings.log)
+    raise_nofile()
 
     async def serve() -> None:
         daemon = Daemon(settings, tunnels)

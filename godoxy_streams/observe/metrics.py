@@ -9,7 +9,8 @@ and total connections, its failed dials. Per shared TLS socket: connections acce
 outcomes (routed, no match, not TLS, ...), terminated handshakes. Per container with
 sleep/wake (``container``, ``engine``): whether it is awake, its sleeps, wakes, failed wakes
 and the clients those turned away. Daemon-wide: routes by state, engine connectivity, last
-sync time, reconcile durations.
+sync time, reconcile durations, open descriptors against the limit, the data plane's
+descriptor budget and use by protocol, the status API's connections against its cap.
 
 The text is written in one pass over the routes (each route's labels escaped once), not
 through metric-family objects, and a render is served again for ``MAX_AGE`` seconds: at
@@ -40,6 +41,7 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("proxy_header_errors_total", "counter", "connections closed for a bad PROXY header"),
     ("udp_sessions_refused_total", "counter", "UDP sessions refused: table full"),
     ("udp_datagrams_dropped_total", "counter", "UDP datagrams dropped"),
+    ("udp_sessions_evicted_total", "counter", "idle UDP sessions ended for new clients"),
     ("no_upstream_total", "counter", "connections or UDP sessions with no healthy upstream"),
     ("route_state", "gauge", "1 for the route's current state"),
     ("upstream_up", "gauge", "1 while the member takes connections"),
@@ -71,6 +73,18 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("invalid_routes", "gauge", "routes rejected for invalid labels"),
     ("docker_connected", "gauge", "1 while the Docker engine answers"),
     ("last_sync_timestamp_seconds", "gauge", "when the last reconcile pass finished"),
+    ("descriptors_open", "gauge", "file descriptors open"),
+    ("descriptors_limit", "gauge", "the open-files limit (RLIMIT_NOFILE)"),
+    ("data_plane_descriptors", "gauge", "descriptors the routes hold, by protocol"),
+    ("data_plane_descriptors_budget", "gauge", "descriptors the routes may hold"),
+    (
+        "data_plane_budget_refused_total",
+        "counter",
+        "connections and UDP sessions refused for want of descriptors",
+    ),
+    ("api_connections", "gauge", "status API connections open"),
+    ("api_connections_limit", "gauge", "status API connections at once"),
+    ("api_connections_refused_total", "counter", "status API connections over the cap"),
 )
 
 
@@ -126,6 +140,7 @@ def route_lines(route: RouteView, out: dict[str, list[str]]) -> None:
     else:
         out["udp_sessions_refused_total"].append(f"{{{key}}} {number(c.sessions_refused)}")
         out["udp_datagrams_dropped_total"].append(f"{{{key}}} {number(c.dropped)}")
+        out["udp_sessions_evicted_total"].append(f"{{{key}}} {number(c.evicted)}")
     for m in route.members:
         member = escape(f"{m.host}:{m.port}")
         labels = (
@@ -166,6 +181,23 @@ def sleeper_lines(view: SleeperView, out: dict[str, list[str]]) -> None:
         out[name].append(f"{labels} {number(value)}")
 
 
+def budget_lines(taken: Snapshot, out: dict[str, list[str]]) -> None:
+    """The descriptors against the limit, the routes' budget, the API's connections."""
+    view = taken.descriptors
+    if view is not None:
+        if view.open >= 0:
+            out["descriptors_open"] = [f" {number(view.open)}"]
+        out["descriptors_limit"] = [f" {number(view.limit)}"]
+        out["data_plane_descriptors"] = [f'{{protocol="{p}"}} {number(n)}' for p, n in view.used]
+        out["data_plane_descriptors_budget"] = [f" {number(view.budget)}"]
+        out["data_plane_budget_refused_total"] = [f" {number(view.refused)}"]
+    api = taken.api
+    if api is not None:
+        out["api_connections"] = [f" {number(api.open)}"]
+        out["api_connections_limit"] = [f" {number(api.cap)}"]
+        out["api_connections_refused_total"] = [f" {number(api.refused)}"]
+
+
 def render_snapshot(taken: Snapshot) -> str:
     """Every family but the reconcile histogram, as Prometheus text."""
     out: dict[str, list[str]] = {name: [] for name, _, _ in FAMILIES}
@@ -184,6 +216,7 @@ def render_snapshot(taken: Snapshot) -> str:
         for s in taken.sources
     ]
     out["last_sync_timestamp_seconds"] = [f" {number(taken.last_sync)}"]
+    budget_lines(taken, out)
     parts = []
     for name, kind, doc in FAMILIES:
         full = f"{PREFIX}_{name}"

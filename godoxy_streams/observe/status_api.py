@@ -7,12 +7,11 @@ live object of the daemon.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
+from godoxy_streams.observe.auth import require_token
 from godoxy_streams.observe.metrics import Metrics
 from godoxy_streams.observe.page import add_ui
 from godoxy_streams.observe.routes_api import (
@@ -25,22 +24,6 @@ from godoxy_streams.observe.routes_api import (
 from godoxy_streams.snapshot import Snapshot
 
 SnapshotSource = Callable[[], Snapshot]
-
-
-def _bearer(token: str) -> Any:
-    """Every request must carry ``Authorization: Bearer <token>``, except ``/healthz``
-    (container health checks)."""
-    expected = f"Bearer {token}"
-
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "")
-        if request.path != "/healthz" and not hmac.compare_digest(given, expected):
-            return web.json_response({"error": "a bearer token is required"}, status=401)
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return check
 
 
 def build_app(
@@ -79,7 +62,7 @@ def build_app(
         assert metrics is not None
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
-    middlewares = [_bearer(token)] if token else []
+    middlewares = [require_token(token)] if token else []
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/routes", api_routes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from godoxy_streams.budget_views import ApiView
 from godoxy_streams.reconcile.reconciler import ContainerEntry, Reconciler
 from godoxy_streams.snapshot import ContainerView, RouteView, Snapshot, SourceView
 
@@ -69,7 +70,10 @@ def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
 
 
 def build_snapshot(
-    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
+    reconciler: Reconciler,
+    sources: Sequence[SourceView],
+    static_synced: bool,
+    api: ApiView | None = None,
 ) -> Snapshot:
     manager = reconciler.manager
     return Snapshot(
@@ -86,4 +90,6 @@ def build_snapshot(
         sleepers=reconciler.sleep.views() if reconciler.sleep is not None else (),
         timeline=manager.events.events(),
         history_of=manager.sampler.read,
+        descriptors=manager.descriptor_view(),
+        api=api,
     )

@@ -20,12 +20,19 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
+from godoxy_streams.budget_views import DescriptorView
 from godoxy_streams.decide.plan import Plan
 from godoxy_streams.errors import ListenError
 from godoxy_streams.events import EventLog
 from godoxy_streams.model import RouteKey, RouteSpec
 from godoxy_streams.runtime import timeline
 from godoxy_streams.runtime.access_log import access_logger
+from godoxy_streams.runtime.descriptors import (
+    DescriptorPlan,
+    OpenCount,
+    descriptor_view,
+    nofile,
+)
 from godoxy_streams.runtime.health_monitor import HealthChecks, member_key
 from godoxy_streams.runtime.kept_ports import KeptPorts
 from godoxy_streams.runtime.sampler import Sampled, Sampler
@@ -35,6 +42,7 @@ from godoxy_streams.runtime.views import failed_view, running_view
 from godoxy_streams.settings import Settings
 from godoxy_streams.snapshot import RouteView, SNISocketView
 from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.budget import DescriptorBudget
 from godoxy_streams.streams.context import Hook, OnClose
 from godoxy_streams.streams.limits import ConcurrencyCounter
 from godoxy_streams.streams.options import StreamOptions
@@ -111,7 +119,13 @@ class StreamManager:
         self._global_acl = Acl(acl.allow, acl.deny) if acl.allow or acl.deny else None
         trusted = settings.proxy_protocol_trusted
         self._trusted = Acl(allow=trusted) if trusted else None
-        self._global_limit = ConcurrencyCounter(settings.limits.total_cap())
+        limits = settings.limits
+        api_cap = limits.api_connections if settings.api else 0
+        self.descriptors = DescriptorPlan(nofile(), api_cap)
+        self.budget = DescriptorBudget(self.descriptors.data)
+        self._open_count = OpenCount()
+        cap = limits.max_total_connections
+        self._global_limit = ConcurrencyCounter(cap) if cap is not None else None
         self._warned_open_udp: set[RouteKey] = set()
         self.tunnels: Mapping[str, EngineTunnel] = tunnels or {}  # engine name -> its tunnel
         self.events = events if events is not None else EventLog()
@@ -149,6 +163,10 @@ class StreamManager:
         """Each shared TLS socket's counters, for the read model."""
         return self.sni.views()
 
+    def descriptor_view(self) -> DescriptorView:
+        """The descriptors and the data plane's budget, for the read model."""
+        return descriptor_view(self.descriptors, self.budget, self._open_count)
+
     def channel_views(self) -> dict[str, dict[str, object]]:
         """Each tunnel's datagram channel, for ``/healthz``."""
         return {
@@ -182,6 +200,7 @@ class StreamManager:
             per_source_rate=limits.per_source_rate,
             per_source_burst=limits.per_source_burst,
             global_limit=self._global_limit,
+            budget=self.budget,
             proxy_protocol=spec.proxy_protocol if spec.proto == "tcp" else None,
             # a shared TLS socket reads the ClientHello first: no PROXY header in
             proxy_protocol_trusted=self._trusted if spec.proto == "tcp" and not spec.sni else None,

@@ -34,6 +34,7 @@ def counters_of(stats: StreamStats) -> Counters:
         limited=stats.limited,
         proxy_errors=stats.proxy_errors,
         sessions_refused=stats.sessions_refused,
+        evicted=stats.evicted,
         dropped=stats.dropped,
         no_upstream=stats.no_upstream,
     )

@@ -6,8 +6,9 @@ in here. Every check is synchronous (no task, no await): ``allowed`` then ``take
 new connection or session, and ``release`` once when an admitted one ends.
 
 Order: the access lists first (a denied client consumes nothing), then the caps (stream,
-per source, daemon-wide; checked before anything is taken), then the per-source rate (which
-takes a token), and only then are the concurrency slots taken.
+per source, daemon-wide, the stream's share of the descriptor budget; checked before anything
+is taken), then the per-source rate (which takes a token), and only then are the concurrency
+slots and descriptors taken. ``close`` gives the stream's share of the budget back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.budget import Share
 from godoxy_streams.streams.limits import ConcurrencyCounter, PerSourceLimiter, source_key
 from godoxy_streams.streams.options import StreamOptions
 from godoxy_streams.streams.stats import StreamStats
@@ -27,7 +29,8 @@ LOG_INTERVAL = 1.0  # at most one refusal log line per stream and kind per this 
 
 class RefusalLog:
     """Refusals of one stream, logged at most once per ``LOG_INTERVAL`` per kind, with the
-    count since the previous line and the latest detail (a flood costs no log I/O)."""
+    count since the previous line and the latest detail (a flood costs no log I/O); each
+    line carries ``event`` (the kind) and ``count`` as fields."""
 
     __slots__ = ("log_of", "loop", "counts", "latest", "quiet_until", "timer")
 
@@ -54,11 +57,12 @@ class RefusalLog:
         for kind, count in self.counts.items():
             detail = self.latest[kind]
             level = "WARNING" if kind == "proxy_error" else "INFO"
+            log = self.log_of().bind(event=kind, count=count)
             if count == 1:
-                self.log_of().log(level, f"{kind}: {detail}")
+                log.log(level, f"{kind}: {detail}")
             else:
                 since = f"{count} in the last {LOG_INTERVAL:g}s"
-                self.log_of().log(level, f"{kind}: {since}; latest: {detail}")
+                log.log(level, f"{kind}: {since}; latest: {detail}")
         self.counts.clear()
         self.latest.clear()
         self.quiet_until = self.loop.time() + LOG_INTERVAL
@@ -82,6 +86,7 @@ class Admission:
         "per_source",
         "rate",
         "shared",
+        "share",
         "keyed",
         "by_client",
         "stats",
@@ -100,6 +105,8 @@ class Admission:
         rate = options.per_source_rate
         self.rate = PerSourceLimiter(rate, options.per_source_burst) if rate is not None else None
         self.shared = options.global_limit
+        budget = options.budget
+        self.share: Share | None = budget.claim("tcp" if tcp else "udp") if budget else None
         self.keyed = self.per_source is not None or self.rate is not None
         # whether the client's address matters (else only totals are capped)
         self.by_client = self.acl is not None or self.peer_acl is not None or self.keyed
@@ -118,6 +125,7 @@ class Admission:
             and admission.peer_acl is None
             and admission.max_open is None
             and admission.shared is None
+            and admission.share is None
             and not admission.keyed
         ):
             return None
@@ -159,6 +167,11 @@ class Admission:
         if shared is not None and shared.count(GLOBAL_KEY) >= shared.cap:
             self._limited(client or "a client", f"the daemon-wide cap of {shared.cap} is reached")
             return None
+        share = self.share
+        if share is not None and not share.room():
+            share.refuse()
+            self._limited(client or "a client", self.budget_spent())
+            return None
         rate = self.rate
         if rate is not None and not rate.take(key, self.loop.time()):
             self._limited(client, f"{key} opens more than {rate.rate:g}/s")
@@ -167,7 +180,22 @@ class Admission:
             per_source.acquire(key)
         if shared is not None:
             shared.acquire(GLOBAL_KEY)
+        if share is not None:
+            share.take()
         return key
+
+    def room(self) -> bool:
+        """Whether the descriptor budget would let one more connection or session in."""
+        return self.share is None or self.share.room()
+
+    def budget_spent(self) -> str:
+        assert self.share is not None
+        budget = self.share.budget
+        used = budget.used()[self.share.proto]
+        return (
+            f"the {self.share.proto.upper()} share of the descriptor budget is spent "
+            f"({used} of {budget.total} descriptors in use by {self.share.proto.upper()})"
+        )
 
     def release(self, key: str) -> None:
         """An admitted connection or session (``take`` returned ``key``) has ended."""
@@ -175,6 +203,13 @@ class Admission:
             self.per_source.release(key)
         if self.shared is not None:
             self.shared.release(GLOBAL_KEY)
+        if self.share is not None:
+            self.share.give()
+
+    def close(self) -> None:
+        """The stream is closed: its share of the descriptor budget goes back."""
+        if self.share is not None:
+            self.share.close()
 
     def _limited(self, client: str, why: str) -> None:
         self.stats.limited += 1

@@ -35,6 +35,7 @@ Outcome = Literal[
     "shutdown",  # cut by the stream's close (kill, or the end of a drain)
     "refused",  # refused by the pre_dial hook
     "no_upstream",  # no pool member was available
+    "evicted",  # UDP: an idle session ended to make room for a new client
 ]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from godoxy_streams.streams.acl import Acl
+from godoxy_streams.streams.budget import DescriptorBudget
 from godoxy_streams.streams.limits import ConcurrencyCounter
 
 Dialer = Callable[
@@ -41,6 +42,7 @@ class StreamOptions:
     per_source_rate: float | None = None  # new connections / UDP sessions per second per source
     per_source_burst: int = 20
     global_limit: ConcurrencyCounter | None = None  # shared by every stream of the daemon
+    budget: DescriptorBudget | None = None  # descriptors, split among streams (``budget``)
     # PROXY protocol (TCP only; see ``guard``).
     proxy_protocol: Literal["v1", "v2"] | None = None  # send a header to the upstream
     proxy_protocol_trusted: Acl | None = None  # peers that must send a header (others: must not)
@@ -61,6 +63,7 @@ class StreamOptions:
             or self.per_source_max is not None
             or self.per_source_rate is not None
             or self.global_limit is not None
+            or self.budget is not None
             or self.proxy_protocol is not None
             or self.proxy_protocol_trusted is not None
         )

@@ -16,6 +16,7 @@ class StreamStats:
     dial_errors: dict[str, int] = field(default_factory=dict)  # by reason
     refused: int = 0  # refused by the pre_dial hook
     sessions_refused: int = 0  # UDP: session table full
+    evicted: int = 0  # UDP: idle sessions ended to make room for new clients
     dropped: int = 0  # UDP: datagrams dropped (socket full, session not ready, errors)
     denied: int = 0  # refused by an access list (UDP: datagrams)
     limited: int = 0  # refused by a cap or rate (UDP: datagrams)

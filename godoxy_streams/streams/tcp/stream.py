@@ -89,6 +89,8 @@ class TCPStream(PooledStream, LazyLog):
         except BaseException:
             sock.close()
             self._local = None
+            if self.admission is not None:
+                self.admission.close()
             raise
 
     def prepare(
@@ -163,6 +165,7 @@ class TCPStream(PooledStream, LazyLog):
         if self._prepared:
             self._prepared = False
             self.refusals.close()
+        self._release_share()
 
     async def _wait_gone(self, timeout: float) -> None:
         if not self.conns:
@@ -180,6 +183,13 @@ class TCPStream(PooledStream, LazyLog):
         self.stats.active -= 1
         if not self.conns and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+        if not self._prepared:  # closed already
+            self._release_share()
+
+    def _release_share(self) -> None:
+        """Once closed and without connections: the descriptor budget's share goes back."""
+        if self.admission is not None and not self.conns:
+            self.admission.close()
 
     def call_hook(self, hook: Hook, ctx: ConnContext) -> None:
         """Run a per-read hook; an async one runs as an owned task."""

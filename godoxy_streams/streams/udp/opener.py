@@ -69,6 +69,23 @@ class SessionOpener(PooledStream, LazyLog):
     def call_hook(self, ctx: ConnContext) -> None:
         raise NotImplementedError
 
+    def evict_idle(self) -> bool:
+        raise NotImplementedError
+
+    def room_for_one(self, admission: Admission | None) -> bool:
+        """Whether a new session may go on: there is room in the table (``max_sessions``)
+        and the descriptor budget, or the session idle the longest made room
+        (``evict_idle``). A full table is counted here; a spent budget is the admission's
+        to refuse, count and log."""
+        full = len(self.sessions) + len(self.pending) >= self.options.max_sessions
+        if not full and (admission is None or admission.room()):
+            return True
+        if self.evict_idle():
+            return True
+        if full:
+            self.stats.sessions_refused += 1
+        return not full
+
     def new_session(self, addr: Any, data: bytes, cmsg: Cmsg | None, local: str | None) -> None:
         pending = self.pending.get(addr)
         if pending is not None:
@@ -78,8 +95,7 @@ class SessionOpener(PooledStream, LazyLog):
         admission = self.admission
         if admission is not None and not admission.allowed(addr[0]):
             return  # dropped: counted and logged by the admission
-        if len(self.sessions) + len(self.pending) >= self.options.max_sessions:
-            self.stats.sessions_refused += 1
+        if not self.room_for_one(admission):
             return
         key = None
         if admission is not None:

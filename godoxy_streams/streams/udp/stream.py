@@ -4,7 +4,9 @@ connected upstream socket.
 Datagrams are drained in batches from a non-blocking socket in an ``add_reader`` callback,
 in arrival order, so each flow keeps its order with no task or timer per packet. Sessions
 carry a last-seen timestamp (set once per batch, by traffic either way) and a sweep every
-``udp_timeout / 4`` expires idle ones. The table is bounded by ``max_sessions``. Opening
+``udp_timeout / 4`` expires idle ones. The table is bounded by ``max_sessions``; when it is
+full, or the stream's share of the descriptor budget is spent, a new client takes the place
+of the session idle the longest (``evict_idle``), never of one that is active. Opening
 sessions (admission, hook, resolving, table limit) is in ``udp_open``; replies in
 ``udp_session``. Only datagrams from clients without a session reach the admission checks;
 PROXY protocol options are TCP-only and ignored here.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import socket
 import time
 from typing import Any
@@ -28,6 +31,9 @@ from godoxy_streams.streams.udp.pktinfo import ANC_SIZE, enable_pktinfo, reply_c
 from godoxy_streams.streams.udp.session import BATCH, MAX_DATAGRAM, Pending, Session
 
 SOCKET_BUFFER = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.[rw]mem_max
+EVICT_IDLE = 1.0  # seconds without traffic before a session may give way to a new client
+EVICT_SCAN = 16  # sessions looked at per eviction, oldest first
+EVICT_PAUSE = 0.1  # seconds without a scan after one found no idle session
 
 
 class UDPStream(SessionOpener):
@@ -62,6 +68,7 @@ class UDPStream(SessionOpener):
         self._touched_set: set[Session] = set()
         self._hooked = False  # per-datagram work: an on_read hook, or per-session bytes
         self._limit = BATCH
+        self._evict_after = 0.0  # no eviction scan before this (monotonic)
 
     @property
     def local_addr(self) -> Address:
@@ -132,6 +139,8 @@ class UDPStream(SessionOpener):
         for session in sessions:
             self.session_ended(session, "shutdown")
         self.refusals.close()
+        if self.admission is not None:
+            self.admission.close()
         for task in list(self._hook_tasks):
             task.cancel()
         await asyncio.sleep(0)
@@ -243,6 +252,31 @@ class UDPStream(SessionOpener):
         if expired:
             self.log.debug(f"expired {len(expired)} idle session(s)")
         self._schedule_sweep()
+
+    def evict_idle(self) -> bool:
+        """End the session idle the longest among the ``EVICT_SCAN`` oldest, if it has been
+        idle ``EVICT_IDLE`` seconds (less for a shorter ``udp_timeout``); the active ones
+        looked at move to the back (a second chance), so each call looks at others; after a
+        scan that found none, the next waits ``EVICT_PAUSE`` (a flood of newcomers costs no
+        scan per datagram). Whether a session was ended."""
+        now = time.monotonic()
+        if now < self._evict_after:
+            return False
+        sessions = self.sessions
+        floor = now - min(EVICT_IDLE, self.options.udp_timeout / 2)
+        idlest = None
+        for addr in list(itertools.islice(sessions, EVICT_SCAN)):
+            session = sessions[addr]
+            if session.last > floor:
+                sessions[addr] = sessions.pop(addr)
+            elif idlest is None or session.last < sessions[idlest].last:
+                idlest = addr
+        if idlest is None:
+            self._evict_after = now + EVICT_PAUSE
+            return False
+        self.stats.evicted += 1
+        self.end_session(idlest, "evicted")
+        return True
 
     def call_hook(self, ctx: ConnContext) -> None:
         hook = self.on_read

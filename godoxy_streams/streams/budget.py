@@ -1,0 +1,139 @@
+"""The data plane's descriptor budget, split so that no protocol, route or flood takes it all.
+
+Units are file descriptors: a proxied TCP connection holds two (client and upstream), a UDP
+session one (its upstream socket), a listener one (taken when its stream claims a share).
+The daemon sizes ``total`` from its open-files limit, less what the status API and its own
+work keep. Each stream (one route on one protocol) holds a ``Share``; ``take`` and ``give``
+are synchronous and O(1), no I/O.
+
+The split is checked when something is taken, never by taking anything back:
+
+- every share is guaranteed ``guaranteed`` descriptors (``total / 4``, divided among the
+  shares): what another share has not used of its guarantee is never taken from it;
+- every protocol in use (TCP, UDP) is guaranteed ``reserved`` descriptors in all (``total /
+  4``; its shares' guarantees count towards it, or exceed it when they add up to more);
+- the rest is shared, first come, first served.
+
+So a flood of UDP sources on one route can take the shared part and its own guarantee, and
+a TCP client of another route still finds that route's guarantee and TCP's reserve free.
+A take is allowed when, with it, everything used plus what the other protocols and the
+other shares of the same protocol still keep for themselves fits in ``total``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+COST = {"tcp": 2, "udp": 1}  # descriptors of one connection / one session
+PROTOCOLS = ("tcp", "udp")
+
+
+class Share:
+    """One stream's part of a ``DescriptorBudget`` (see the module docstring)."""
+
+    __slots__ = ("budget", "proto", "used", "closed")
+
+    def __init__(self, budget: DescriptorBudget, proto: str) -> None:
+        self.budget = budget
+        self.proto = proto
+        self.used = 0
+        self.closed = False
+
+    def take(self, count: int = 1) -> bool:
+        """Take ``count`` connections' or sessions' descriptors if the split allows it."""
+        return self.budget.take(self, count * COST[self.proto])
+
+    def give(self, count: int = 1) -> None:
+        """Give back what ``take(count)`` took (nothing once the share is closed)."""
+        self.budget.give(self, count * COST[self.proto])
+
+    def room(self) -> bool:
+        """Whether one more connection or session would be allowed now."""
+        return self.budget.allows(self, COST[self.proto])
+
+    def refuse(self) -> None:
+        """Count a connection or session turned away because ``room()`` said no."""
+        self.budget.refusals += 1
+
+    def close(self) -> None:
+        """The stream is gone: its listener and whatever it still counts are given back."""
+        if not self.closed:
+            self.closed = True
+            self.budget.leave(self)
+
+
+class DescriptorBudget:
+    """Descriptors of the data plane, shared by every stream; see the module docstring."""
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError(f"the budget must be at least 1 descriptor, not {total}")
+        self.total = total
+        self.reserved = total // 4  # per protocol in use
+        self.guaranteed = 0  # per share, set as shares come and go
+        self.in_use = 0
+        self.refusals = 0
+        self._shares: dict[str, set[Share]] = {p: set() for p in PROTOCOLS}
+        self._used: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
+        self._unused_guarantees: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
+
+    def claim(self, proto: str) -> Share:
+        """A new stream's share; its listener's descriptor counts at once."""
+        share = Share(self, proto)
+        self._shares[proto].add(share)
+        self._regroup()
+        self._add(share, 1)
+        return share
+
+    def used(self) -> Mapping[str, int]:
+        """Descriptors in use by protocol."""
+        return dict(self._used)
+
+    def allows(self, share: Share, cost: int) -> bool:
+        if share.closed:
+            return False
+        proto = share.proto
+        unused_own = max(0, self.guaranteed - share.used)
+        kept = self._unused_guarantees[proto] - unused_own  # for the protocol's other shares
+        kept += sum(self._kept(other) for other in PROTOCOLS if other != proto)
+        return self.in_use + cost + kept <= self.total
+
+    def take(self, share: Share, cost: int) -> bool:
+        if not self.allows(share, cost):
+            self.refusals += 1
+            return False
+        self._add(share, cost)
+        return True
+
+    def give(self, share: Share, cost: int) -> None:
+        if share.closed:
+            return  # given back with the share already
+        if share.used - cost < 1:
+            raise ValueError("give without a matching take")
+        self._add(share, -cost)
+
+    def leave(self, share: Share) -> None:
+        self._add(share, -share.used)
+        self._shares[share.proto].discard(share)
+        self._regroup()
+
+    def _kept(self, proto: str) -> int:
+        """What protocol ``proto`` keeps for itself and does not use yet."""
+        if not self._shares[proto]:
+            return 0
+        return max(self.reserved - self._used[proto], self._unused_guarantees[proto])
+
+    def _add(self, share: Share, cost: int) -> None:
+        before = max(0, self.guaranteed - share.used)
+        share.used += cost
+        after = max(0, self.guaranteed - share.used)
+        self.in_use += cost
+        self._used[share.proto] += cost
+        self._unused_guarantees[share.proto] += after - before
+
+    def _regroup(self) -> None:
+        """A share came or went: the guarantee per share changes; recount what is unused."""
+        count = sum(len(shares) for shares in self._shares.values())
+        self.guaranteed = self.total // (4 * count) if count else 0
+        for proto, shares in self._shares.items():
+            self._unused_guarantees[proto] = sum(max(0, self.guaranteed - s.used) for s in shares)
