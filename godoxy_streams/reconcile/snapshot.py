@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from godoxy_streams.reconcile.reconciler import ContainerEntry, Reconciler
+from godoxy_streams.runtime.kernel.controller import KernelController
 from godoxy_streams.snapshot import ContainerView, RouteView, Snapshot, SourceView
 
 
@@ -58,9 +59,14 @@ def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
     return tuple(sorted(rows, key=lambda r: r.name))
 
 
-def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
-    """The running and failed routes, then those in conflict."""
+def route_views(
+    reconciler: Reconciler, kernel: KernelController | None = None
+) -> tuple[RouteView, ...]:
+    """The running and failed routes (with their path, when the fast path runs), then those
+    in conflict."""
     routes: list[RouteView] = reconciler.manager.route_views()
+    if kernel is not None and kernel.enabled:
+        routes = kernel.annotate(routes)
     routes += [
         RouteView(spec=c.route, state="conflict", error=c.message)
         for c in reconciler.last.conflicts
@@ -69,11 +75,14 @@ def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
 
 
 def build_snapshot(
-    reconciler: Reconciler, sources: Sequence[SourceView], static_synced: bool
+    reconciler: Reconciler,
+    sources: Sequence[SourceView],
+    static_synced: bool,
+    kernel: KernelController | None = None,
 ) -> Snapshot:
     manager = reconciler.manager
     return Snapshot(
-        routes_of=lambda: route_views(reconciler),
+        routes_of=lambda: route_views(reconciler, kernel),
         bound=len(manager.running),
         errors=tuple(reconciler.label_errors()),
         containers_of=lambda: container_views(reconciler),
@@ -86,4 +95,5 @@ def build_snapshot(
         sleepers=reconciler.sleep.views() if reconciler.sleep is not None else (),
         timeline=manager.events.events(),
         history_of=manager.sampler.read,
+        fast_path=kernel.health_view() if kernel is not None else {},
     )
