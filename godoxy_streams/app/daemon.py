@@ -128,6 +128,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         logger.info("shutting down: closing listeners, draining live connections")
+        await self.kernel.withdraw(self.settings.shutdown_grace)  # first: the host's firewall
         if self._runner is not None:
             await self._runner.cleanup()
         for task in list(self._tasks):
@@ -151,7 +152,7 @@ class Daemon:
 
     async def _drain(self, grace: float) -> None:
         """Userspace listeners and the kernel path drain side by side."""
-        await asyncio.gather(self.manager.close_all(grace=grace), self.kernel.shutdown(grace))
+        await asyncio.gather(self.manager.close_all(grace=grace), self.kernel.drain())
 
     def _capture_signals(self) -> None:
         loop = asyncio.get_running_loop()

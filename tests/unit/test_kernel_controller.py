@@ -298,3 +298,34 @@ async def test_one_daemon_per_host_runs_the_fast_path() -> None:
     finally:
         held.close()
     claim_table(name).close()  # free again once its holder let go
+
+
+async def test_a_stop_is_not_lost_when_a_change_arrives_with_it() -> None:
+    """Python 3.11's wait_for swallows a cancellation that arrives as the awaited event is
+    set: the daemon's stop then waited for the next resync (30 s) and Docker killed it."""
+    made, path, manager = controller()
+    await made.start()
+    task = asyncio.create_task(made.run(), name="fast path")
+    try:
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop now waits for a change
+        made.changed()
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done and task.cancelled()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await made.shutdown(grace=0)
+
+
+async def test_after_withdraw_nothing_is_applied_again() -> None:
+    async with running() as (made, path, manager):
+        serve(made, manager, spec())
+        await applied(path, 1)
+        count = len(path.tables)
+        await made.withdraw(grace=0)
+        made.changed()  # a late health verdict
+        serve(made, manager, spec("b", 2223))  # a late pass
+        await made.drain()
+        assert len(path.tables) == count and path.stopped is False

@@ -10,10 +10,11 @@ Changes that arrive during an apply fold into the next one, applied one at a tim
 
 Stopped routes leave the table at the next apply; their flows are killed then (``on_stop:
 kill``) or after ``drain_timeout`` (``drain``), and only then is their route id free again. A
-member a ``kill`` route loses on a retarget has its flows killed. Shutdown removes the table
-and the DOCKER-USER rule at once (no new flow is forwarded; open ones run on through conntrack
-and Docker's rule for established flows), then kills each route's flows when its drain ends
-(``drain_timeout``, at most ``shutdown_grace``): a daemon killed meanwhile leaves nothing.
+member a ``kill`` route loses on a retarget has its flows killed. A stop (``withdraw``, the
+daemon's first step on SIGTERM) removes the table and the DOCKER-USER rule at once (no new
+flow is forwarded; open ones run on through conntrack and Docker's rule for established
+flows); ``drain`` then kills each route's flows when its drain ends (``drain_timeout``, at
+most ``shutdown_grace``): a daemon killed meanwhile leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class KernelController:
         self._retry_at: float | None = None
         self._inflight: asyncio.Future[None] | None = None
         self._logged: set[str] = set()
+        self._waits: dict[int, float] = {}  # set by withdraw, used by drain
 
     # -- life cycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -132,15 +134,18 @@ class KernelController:
 
     async def run(self) -> None:
         """Apply changes one at a time, end flows when due, re-check the DOCKER-USER rule
-        every ``resync_interval`` (the loop of the daemon's life)."""
-        if not self.enabled:
-            return
+        every ``resync_interval`` (the loop of the daemon's life, until ``withdraw``)."""
         resync = time.monotonic() + self.settings.resync_interval
-        while True:
+        while self.enabled:
             due = self._ends.next_due(self._applied)
             wake = min(resync, due or resync, self._retry_at or resync)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the event is set, and the daemon's stop would wait
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), max(0.0, wake - time.monotonic()))
+                async with asyncio.timeout(max(0.0, wake - time.monotonic())):
+                    await self._dirty.wait()
+            if not self.enabled:
+                return  # withdrawn meanwhile: nothing may be applied any more
             now = time.monotonic()
             if self._dirty.is_set() or (self._retry_at is not None and now >= self._retry_at):
                 self._dirty.clear()
@@ -155,18 +160,18 @@ class KernelController:
         """End every drain now (a second signal during shutdown)."""
         self._cut.set()
 
-    async def shutdown(self, grace: float) -> None:
-        """Table and DOCKER-USER rule removed at once (no new flow is forwarded; open ones
-        run on through conntrack and Docker's rule for established flows, so a SIGKILL
-        during the drain leaves nothing behind), then each route's flows killed when its
-        drain ends (``drain_timeout``, at most ``grace``; ``kill`` routes at once)."""
+    async def withdraw(self, grace: float) -> None:
+        """The first step of a stop: table and DOCKER-USER rule removed at once (no new flow
+        is forwarded; open ones run on through conntrack and Docker's rule for established
+        flows, so a daemon killed after this leaves nothing behind). ``drain`` then ends the
+        open flows, each route's when its drain is over (at most ``grace``)."""
         if not self.enabled:
             return
         self.enabled, self.reason = False, "stopped"
         if self._inflight is not None and not self._inflight.done():
             await asyncio.gather(self._inflight, return_exceptions=True)
         running = {rid: spec for key, spec in self._specs.items() if (rid := self._ids.get(key))}
-        waits = self._ends.waits(running, grace)
+        self._waits = self._ends.waits(running, grace)
         try:
             await self.path.stop()
         except KernelError as e:
@@ -174,10 +179,20 @@ class KernelController:
         else:
             logger.info("fast path off: table and DOCKER-USER rule removed")
         self._release()
+
+    async def drain(self) -> None:
+        """Kill each withdrawn route's flows when its drain ends (``kill`` routes at once);
+        done when none is left, or at once after ``cut``."""
+        waits, self._waits = self._waits, {}
         try:
             await drain(self.path, waits, self._cut)
         except KernelError as e:
             logger.warning(f"fast path: flows not ended: {e}")
+
+    async def shutdown(self, grace: float) -> None:
+        """``withdraw``, then ``drain``."""
+        await self.withdraw(grace)
+        await self.drain()
 
     # -- what the daemon tells it ----------------------------------------------------------
     def applied(self, report: ApplyReport) -> None:

@@ -119,4 +119,5 @@ async def drain(path: KernelPath, waits: dict[int, float], cut: asyncio.Event) -
             del waits[route_id]
         if waits:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(cut.wait(), POLL_S)
+                async with asyncio.timeout(POLL_S):
+                    await cut.wait()
