@@ -8,8 +8,8 @@
 #
 # The client namespace gdsf-PID is wired to the host by a veth pair (host 198.18.2.1/24,
 # client 198.18.2.2); the example's listeners bind 198.18.2.1. The two example services run
-# the test kit's echo image, as in scripts/try-compose.sh. Checks: every route on the kernel
-# path in /api/routes; TCP 2222 and UDP 5353 echo from the namespace; conntrack shows the
+# the test kit's echo image, as in scripts/try-compose.sh. Checks: ssh and dns on the kernel
+# path in /api/routes, the game (it sleeps) in userspace with its reason; TCP 2222 and UDP 5353 echo from the namespace; conntrack shows the
 # client's own address reaching the container (DNAT, no proxy); the kernel counted it; after
 # `down -v` no table inet godoxy_streams and no godoxy-streams rule in DOCKER-USER. Holds the
 # kernel tests' lock while it runs (both own the table). Undone on every exit.
@@ -36,7 +36,7 @@ ours() { iptables-nft -w 5 -S DOCKER-USER 2>/dev/null | grep -c 'godoxy-streams'
 
 exec 9>/run/lock/godoxy-streams-kernel-tests.lock
 flock -w 600 9 || { echo "try-fast-path: the kernel tests hold the table" >&2; exit 1; }
-for port in tcp:2222 udp:5353 tcp:$API_PORT; do
+for port in tcp:2222 udp:5353 tcp:25565 tcp:$API_PORT; do
     if ss -Hln --"${port%%:*}" "sport = :${port#*:}" | grep -q .; then
         echo "try-fast-path: ${port#*:}/${port%%:*} is already in use on this host" >&2
         exit 1
@@ -53,7 +53,7 @@ fi
 ECHO_IMAGE=$("$PYTHON" -c 'import docker
 from tests.docker.kit import ensure_image
 print(ensure_image(docker.from_env()))')
-export GODOXY_STREAMS_IMAGE=$IMAGE SSH_IMAGE=$ECHO_IMAGE DNS_IMAGE=$ECHO_IMAGE
+export GODOXY_STREAMS_IMAGE=$IMAGE SSH_IMAGE=$ECHO_IMAGE DNS_IMAGE=$ECHO_IMAGE GAME_IMAGE=$ECHO_IMAGE
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 export DOCKER_GID
 
@@ -69,19 +69,19 @@ services:
       GODOXY_STREAMS_API: 127.0.0.1:$API_PORT
     volumes:
       - /run/xtables.lock:/run/xtables.lock
-  ssh:
-    command: ["-t", "22"]
-  dns:
-    command: ["-u", "53", "-t", "53"]
 YAML
-compose() { "${COMPOSE[@]}" -f compose.example.yml -f "$override" -p "$PROJECT" "$@"; }
+compose() {
+    "${COMPOSE[@]}" -f compose.example.yml -f scripts/compose-echo.yml -f "$override" \
+        -p "$PROJECT" "$@"
+}
 
 cleanup() {  # on every exit: the daemon's last lines on a failure, then everything undone
     local rc=$?
     ((rc == 0)) || compose logs --no-color --tail 40 godoxy-streams >&2 || true
     compose down -v --remove-orphans >/dev/null 2>&1 || true
+    ip link del "${VETH}h" 2>/dev/null || true  # at once (a namespace goes in the background)
     ip netns del "$NS" 2>/dev/null || true
-    rm -f "$override"
+    rm -f "$override" "$override.log"
     ((rc == 0)) || log "FAILED (exit $rc)"
     exit "$rc"
 }
@@ -102,7 +102,7 @@ in_ns ip route add default via "$HOST_IP"
 log "up -d (project $PROJECT)"
 compose up -d --no-build
 
-log "waiting for every route on the kernel path"
+log "waiting for ssh and dns on the kernel path, the sleeping game in userspace"
 API_PORT=$API_PORT "$PYTHON" - <<'PY'
 import json, os, time, urllib.request
 
@@ -113,12 +113,18 @@ while True:
     try:
         with urllib.request.urlopen(f"{API}/api/routes", timeout=3) as r:
             routes = json.load(r)["routes"]
-        if len(routes) == 3 and all(route["path"] == "kernel" for route in routes):
+        paths = {(r["alias"], r["scheme"]): r["path"] for r in routes}
+        if paths == {
+            ("ssh", "tcp"): "kernel",
+            ("dns", "tcp"): "kernel",
+            ("dns", "udp"): "kernel",
+            ("game", "tcp"): "userspace",  # it sleeps: the daemon holds clients while it wakes
+        } and all(r["path_reason"] for r in routes):
             break
     except OSError:
         routes = []
     if time.monotonic() > deadline:
-        raise SystemExit(f"try-fast-path: routes not on the kernel path: {routes}")
+        raise SystemExit(f"try-fast-path: routes not on their paths: {routes}")
     time.sleep(0.5)
 for route in routes:
     print("route", route["alias"], route["scheme"], f"{route['bind']}:{route['listen_port']}",
@@ -171,7 +177,11 @@ nft list tables | grep 'inet godoxy_streams'
 [[ $(ours) == 1 ]]
 
 log "down: the table and the accept must go with the daemon"
+daemon=$(compose ps -q godoxy-streams)
+docker logs -f "$daemon" >"$override.log" 2>&1 &  # its last words survive the removal
 compose down -v --remove-orphans >&2
+wait
+tail -4 "$override.log" >&2
 if nft list tables | grep -q godoxy_streams; then
     echo "try-fast-path: table inet godoxy_streams left behind" >&2
     exit 1
