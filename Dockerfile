@@ -30,23 +30,31 @@ FROM ${BASE}
 # ports below 1024 (e.g. 53) under network_mode: host. setcap is removed again afterwards.
 # The capability must stay in the container's bounding set: with cap_drop: [ALL], add back
 # NET_BIND_SERVICE, or python cannot be executed at all (EPERM).
+# nft, conntrack and iptables for the kernel fast path (fast_path: auto|nftables). They run as
+# the daemon's children, which a file capability on python does not reach (exec drops it), and
+# none is given to them: the fast path runs the container as root with only NET_ADMIN and
+# NET_BIND_SERVICE (compose.example.yml); the default non-root user never touches the firewall.
 RUN set -eu; \
     python="$(readlink -f "$(command -v python3)")"; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends nftables conntrack iptables; \
     if ! command -v setcap >/dev/null; then \
-        apt-get update; \
         apt-get install -y --no-install-recommends libcap2-bin; \
     fi; \
     setcap cap_net_bind_service=+ep "$python"; \
     getcap "$python"; \
     apt-get purge -y --auto-remove libcap2-bin; \
-    rm -rf /var/lib/apt/lists/*; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin godoxy; \
     install -d -o godoxy -g godoxy -m 0750 /run/godoxy; \
-    install -d -o godoxy -g godoxy -m 0750 /var/lib/godoxy-streams
+    install -d -o godoxy -g godoxy -m 0770 /var/lib/godoxy-streams
 # /run/godoxy: the filter socket (a named volume); /var/lib/godoxy-streams: the state_dir
 # (picked listen ports, ports.json): mount a named volume there to keep them across
 # re-creations of this container. Unwritable, the daemon uses /tmp/godoxy-streams-10001.
+# Group-writable: with the fast path the daemon runs as root without CAP_DAC_OVERRIDE, in the
+# group godoxy (user "0:10001").
 COPY --from=build /opt/venv /opt/venv
 USER godoxy
 ENV PATH=/opt/venv/bin:$PATH \

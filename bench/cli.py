@@ -23,8 +23,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import procs
+from bench import procs, targets
 from bench.build import OUT, build_loadgen
+from bench.netns import HOST_ADDRESS, Topology
 from bench.proxies import (
     ALL,
     DEFAULT,
@@ -45,6 +46,7 @@ ALL = {**ALL, **SNI_PROXIES}
 DEFAULT = [*DEFAULT, *SNI_DEFAULT]
 
 REFS = ["haproxy-256k", "haproxy", "nginx"]
+NETNS_BACKEND = Ports(5001, 5002, 5003, (5004, 5005))  # in the backend's own container
 MAX_START_FAILURES = 2  # in a row: then the proxy's remaining measurements are skipped
 # Loopback connections go through netfilter's conntrack here (Docker loads it); closed TCP
 # connections stay in its table for 120 s and a full table drops new connections and
@@ -82,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stop starting new measurements after this long (default 25)",
     )
     p.add_argument("--rebuild", action="store_true", help="recompile the load generator")
+    p.add_argument(
+        "--netns",
+        action="store_true",
+        help="clients in a network namespace, the backend in a container (implied by "
+        "ours-kernel; needs root and Docker): every proxy reached as from another host",
+    )
     p.add_argument(
         "--time-to-route",
         choices=("auto", "on", "off"),
@@ -128,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown proxies {unknown}; known: {list(ALL)}", file=sys.stderr)
         return 2
     scenarios = [SCENARIOS[s] for s in scenario_names]
+    netns = args.netns or any(ALL[name].needs_netns for name in proxy_names)
+    if netns and TLS_SCENARIOS & set(scenario_names):
+        tls = ",".join(sorted(TLS_SCENARIOS & set(scenario_names)))
+        print(f"bench: {tls} run on loopback only: left out of this --netns run")
+        scenarios = [sc for sc in scenarios if sc.name not in TLS_SCENARIOS]
+        scenario_names = [sc.name for sc in scenarios]
 
     settings = Settings(idle_conns=args.idle_conns)
     if args.quick:
@@ -150,37 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    backend: subprocess.Popen[bytes] | None = None
+    backend: Backend | None = None
+    topology: Topology | None = None
     tls_backend: subprocess.Popen[bytes] | None = None
     interrupted = crashed = False
     try:
-        ports = procs.free_ports(3 * (len(proxy_names) + 1) + POOL_PORTS)
-        backend_ports = Ports(
-            ports[0], ports[1], ports[2], more_echo=tuple(ports[len(ports) - POOL_PORTS :])
+        if netns:
+            topology = Topology().open()
+            shm = OUT / "shm" / "backend.shm"
+        host = HOST_ADDRESS if topology else HOST
+        ports = procs.free_ports(3 * (len(proxy_names) + 1) + POOL_PORTS, host)
+        backend_ports = (
+            NETNS_BACKEND
+            if topology
+            else Ports(ports[0], ports[1], ports[2], tuple(ports[len(ports) - POOL_PORTS :]))
         )
-        shm.unlink(missing_ok=True)
-        backend = procs.spawn(
-            [
-                str(loadgen), "backend",
-                "--host", HOST,
-                "--bulk-port", str(backend_ports.bulk),
-                "--echo-port", str(backend_ports.echo),
-                "--udp-port", str(backend_ports.udp),
-                "--more-echo-ports", ",".join(map(str, backend_ports.more_echo)),
-                "--shm", str(shm),
-            ],
-            log=logs / "backend.log",
-        )  # fmt: skip
-        if not procs.wait_until(
-            lambda: (
-                shm.exists()
-                and shm.stat().st_size >= struct.calcsize(SHM_FMT)
-                and read_shm(shm)["magic"] != 0
-                and procs.tcp_accepts(HOST, backend_ports.echo)
-            ),
-            10.0,
-        ):
-            raise RuntimeError(f"the backend did not start; see {logs / 'backend.log'}")
+        backend = Backend(logs, shm, backend_ports, topology)
+        backend.start(build_loadgen(static=True) if topology else loadgen)
         if TLS_SCENARIOS & set(scenario_names) and any(ALL[n].tls for n in proxy_names):
             tls_backend, tls_echo, tls_source = start_tls_backend(
                 loadgen, OUT / "conf" / "sni-certs", logs
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, name in enumerate(proxy_names):
             listen = Ports(ports[3 * i + 3], ports[3 * i + 4], ports[3 * i + 5])
             proxy = ALL[name](listen, backend_ports, OUT)
+            if topology is not None:
+                proxy.place(topology)
             why = proxy.unavailable()
             if why:
                 skipped[name] = why
@@ -214,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         deadline = started + args.max_minutes * 60
         ctx = Ctx(loadgen=loadgen, shm=shm, logs=logs, settings=settings, backend_pid=backend.pid)
         ctx.tls_backend_pid = tls_backend.pid if tls_backend is not None else 0
+        if topology is not None:
+            ctx.prefix, ctx.client_args = topology.prefix(), topology.client_args()
         start_failures: dict[str, int] = {}
         for rnd in range(1, args.rounds + 1):
             shift = (rnd - 1) % max(len(proxies), 1)
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue  # a variant measured elsewhere only: no row at all
                     if time.time() > deadline:
                         raise TimeoutError(f"--max-minutes {args.max_minutes:g} reached")
-                    if backend.poll() is not None:
+                    if not backend.alive():
                         raise RuntimeError(f"the backend died; see {logs / 'backend.log'}")
                     if start_failures.get(proxy.name, 0) >= MAX_START_FAILURES:
                         rows.append(_skip_row(rnd, sc, proxy, "did not start; given up"))
@@ -246,10 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print("bench: crashed; reporting what was measured", file=sys.stderr)
     finally:
-        for process in (backend, tls_backend):
-            if process is not None:
-                procs.stop(process)
+        if backend is not None:
+            backend.stop()
+        if tls_backend is not None:
+            procs.stop(tls_backend)
         procs.stop_all()
+        if topology is not None:
+            topology.close()
 
     summary = summarize(rows, scenarios)
     shown = [p for p in proxy_names if p not in skipped]
@@ -298,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, why in skipped.items():
         print(f"skipped: {name}: {why}")
     print(table)
+    print(targets.render(rows))
     out_path = Path(args.json)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=1))
@@ -310,6 +318,53 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     errors = [r for r in rows if r["status"] == "error"]
     return 1 if errors and len(errors) == len(rows) else 0
+
+
+class Backend:
+    """The C backend: a child process on loopback, or (``topology``) a container."""
+
+    def __init__(self, logs: Path, shm: Path, ports: Ports, topology: Topology | None) -> None:
+        self.logs, self.shm, self.ports, self.topology = logs, shm, ports, topology
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+
+    def start(self, loadgen: Path) -> None:
+        self.shm.unlink(missing_ok=True)
+        args = [
+            "--bulk-port", str(self.ports.bulk),
+            "--echo-port", str(self.ports.echo),
+            "--udp-port", str(self.ports.udp),
+            "--more-echo-ports", ",".join(map(str, self.ports.more_echo)),
+        ]  # fmt: skip
+        if self.topology is not None:
+            self.topology.start_backend(
+                loadgen, [*args, "--shm", "/shm/backend.shm"], self.shm.parent
+            )
+            host, self.pid = self.topology.backend_address, self.topology.backend_pid
+        else:
+            argv = [str(loadgen), "backend", "--host", HOST, *args, "--shm", str(self.shm)]
+            self.proc = procs.spawn(argv, log=self.logs / "backend.log")
+            host, self.pid = HOST, self.proc.pid
+        shm = self.shm
+        if not procs.wait_until(
+            lambda: (
+                shm.exists()
+                and shm.stat().st_size >= struct.calcsize(SHM_FMT)
+                and read_shm(shm)["magic"] != 0
+                and procs.tcp_accepts(host, self.ports.echo)
+            ),
+            10.0,
+        ):
+            raise RuntimeError(f"the backend did not start; see {self.logs / 'backend.log'}")
+
+    def alive(self) -> bool:
+        if self.topology is not None:
+            return self.topology.backend_alive()
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop(self.proc)  # a container goes with the topology
 
 
 def _skip_row(rnd: int, sc: Scenario, proxy: Proxy, why: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 /*
- * loadgen: backends and load generators for `make bench` (loopback only).
+ * loadgen: backends and load generators for `make bench`.
  *
  * One binary, several sub-commands; every client mode is bounded in time and
  * count and prints exactly one JSON object on stdout.
@@ -26,6 +26,10 @@
  *
  * --pids: comma separated pids whose utime+stime (from /proc/PID/stat) are
  * sampled at the start and end of the measured window ("cpu_s" in the output).
+ *
+ * Clients target loopback only, unless the harness runs them in a network namespace of its
+ * own (bench/netns.py): then also 198.18.0.0/15 and the one --allow-target address (the
+ * backend's container); --src-base A spreads connrate's sources over A..A+249.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -93,6 +97,19 @@ static void setup_process(void) {
 
 /* ---------- options ---------- */
 
+static uint32_t g_src_base = 0x7f000001u; /* --src-base: first client source address */
+static uint32_t g_allowed_target;          /* --allow-target: the backend the harness made */
+
+static uint32_t parse_v4(const char *text) {
+    struct in_addr a;
+    if (inet_pton(AF_INET, text, &a) != 1) {
+        fprintf(stderr, "loadgen: not an IPv4 address: %s\n", text);
+        exit(2);
+    }
+    return ntohl(a.s_addr);
+}
+
+
 struct opts {
     const char *host;
     const char *shm_path;
@@ -147,6 +164,8 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         else if (!strcmp(k, "--warmup")) o->warmup = atof(v);
         else if (!strcmp(k, "--timeout")) o->timeout = atof(v);
         else if (!strcmp(k, "--hold")) o->hold = atof(v);
+        else if (!strcmp(k, "--src-base")) g_src_base = parse_v4(v);
+        else if (!strcmp(k, "--allow-target")) g_allowed_target = parse_v4(v);
         else {
             fprintf(stderr, "loadgen: unknown option %s\n", k);
             exit(2);
@@ -178,20 +197,23 @@ static socklen_t make_addr(const char *host, int port, struct sockaddr_storage *
     exit(2);
 }
 
-/* Only loopback may be targeted. */
+/* Only loopback, the benchmarking range 198.18.0.0/15 (network namespaces the harness made)
+ * and the one --allow-target address may be targeted. */
 static void check_loopback(const struct sockaddr_storage *ss) {
     if (ss->ss_family == AF_INET) {
         uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
         if ((a >> 24) == 127) return;
+        if ((a & 0xfffe0000u) == 0xc6120000u) return;
+        if (g_allowed_target && a == g_allowed_target) return;
     } else if (ss->ss_family == AF_INET6) {
         if (IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr)) return;
     }
-    fprintf(stderr, "loadgen: refusing a non-loopback target\n");
+    fprintf(stderr, "loadgen: refusing a target outside loopback and 198.18.0.0/15\n");
     exit(2);
 }
 
-/* Spread client source addresses over 127.0.0.1-127.0.0.250 (IPv4 only) so
- * connection-rate runs do not run out of ephemeral ports. */
+/* Spread client source addresses over --src-base and the next 249 (127.0.0.1-127.0.0.250 by
+ * default; IPv4 only) so connection-rate runs do not run out of ephemeral ports. */
 static void bind_spread(int fd, const struct sockaddr_storage *dst, unsigned n) {
     if (dst->ss_family != AF_INET) return;
     int one = 1;
@@ -199,7 +221,7 @@ static void bind_spread(int fd, const struct sockaddr_storage *dst, unsigned n) 
     struct sockaddr_in src;
     memset(&src, 0, sizeof src);
     src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(0x7f000001u + (n % 250u));
+    src.sin_addr.s_addr = htonl(g_src_base + (n % 250u));
     bind(fd, (struct sockaddr *)&src, sizeof src);
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import random
 import resource
@@ -247,3 +248,22 @@ def conntrack_usage() -> tuple[int, int] | None:
         )
     except (OSError, ValueError):
         return None
+
+
+def take_lock(path: Path, deadline_s: float) -> int | None:
+    """An exclusive flock on ``path`` (its fd; close it to let go), waiting at most
+    ``deadline_s``; None when it stayed held."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+
+    def free() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    if wait_until(free, deadline_s, interval=1.0):
+        return fd
+    os.close(fd)
+    return None

@@ -8,15 +8,19 @@ so every measurement starts from a cold, empty process (the RSS figure in partic
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 from bench import procs
+from bench.netns import HOST_ADDRESS, Topology
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -26,6 +30,7 @@ HOST = "127.0.0.1"
 START_DEADLINE_S = 20.0
 TLS_SCENARIOS = frozenset({"sniconn", "snibulk", "sniterm"})  # for the *-sni proxies only
 DAEMON_GRACE_S = 1.0  # ours-agent: SIGTERM to SIGKILL of its daemon (see OursAgent.stop)
+KERNEL_TESTS_LOCK = Path("/run/lock/godoxy-streams-kernel-tests.lock")  # tests/kernel/kit.py
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Proxy:
     baselines: tuple[str, ...] = ()  # a "name/baseline" ratio row for each one that ran
     pool_size = 1  # upstream members behind the echo listener
     tls = False  # measured in the SNI scenarios (TLS_SCENARIOS) only, and in no other
+    needs_netns = False  # only measurable from a client namespace (bench/netns.py)
 
     def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
         self.listen = listen
@@ -61,6 +67,15 @@ class Proxy:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
         self.log = workdir / "logs" / f"{self.name}.log"
+        self.bind = HOST  # where the proxy listens and clients connect
+        self.backend_host = HOST
+        self.topology: Topology | None = None
+
+    def place(self, topology: Topology) -> None:
+        """Clients in ``topology``'s namespace, the proxy on its host address, the backend
+        in its container."""
+        self.topology = topology
+        self.bind, self.backend_host = HOST_ADDRESS, topology.backend_address
 
     # --- to override ---
     def unavailable(self) -> str | None:
@@ -79,11 +94,15 @@ class Proxy:
     def target(self) -> Ports:
         return self.listen
 
+    def target_host(self) -> str:
+        """The address clients connect to."""
+        return self.bind
+
     def values(self) -> dict[str, object]:
         more = {f"backend_echo_port_{i}": port for i, port in enumerate(self.backend.more_echo, 2)}
         return {
-            "bind": HOST,
-            "backend": HOST,
+            "bind": self.bind,
+            "backend": self.backend_host,
             "bulk_port": self.listen.bulk,
             "echo_port": self.listen.echo,
             "udp_port": self.listen.udp,
@@ -121,11 +140,11 @@ class Proxy:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise ProxyStartError(self._failure(f"exited with {self.proc.returncode}"))
-        if not procs.tcp_accepts(HOST, self.listen.bulk):
+        if not procs.tcp_accepts(self.bind, self.listen.bulk):
             return False
-        if not procs.tcp_accepts(HOST, self.listen.echo):
+        if not procs.tcp_accepts(self.bind, self.listen.echo):
             return False
-        return not self.udp or procs.udp_echoes(HOST, self.listen.udp)
+        return not self.udp or procs.udp_echoes(self.bind, self.listen.udp)
 
     def _failure(self, what: str) -> str:
         tail = self._log_tail()
@@ -149,11 +168,18 @@ class Direct(Proxy):
     name = "direct"
     description = "no proxy: client to backend over loopback (headroom)"
     measured = False
+    _opened = False
 
     def target(self) -> Ports:
         return self.backend
 
+    def target_host(self) -> str:
+        return self.backend_host
+
     def start(self) -> None:
+        if self.topology is not None and not self._opened:
+            self.topology.open_direct()  # undone with the topology
+            self._opened = True
         self.pids = []
 
     def stop(self) -> None:
@@ -289,6 +315,84 @@ class OursGuarded(Ours):
     routes_template = "routes-guarded.yml"
 
 
+class OursKernel(Ours):
+    """The same daemon and routes with ``--fast-path nftables``: the kernel forwards the
+    routes (nftables DNAT), so clients must arrive from another host: a client namespace
+    (bench/netns.py). The daemon is measured (its CPU is what the fast path leaves to it).
+    Ready once the status API says every route is on the kernel path and an echo from the
+    namespace comes back. Holds the kernel tests' lock while it runs: both own the table
+    ``inet godoxy_streams``."""
+
+    name = "ours-kernel"
+    description = "ours with --fast-path nftables: routes forwarded by nftables DNAT (netns)"
+    scenarios = frozenset({"bulk1", "bulk8", "rtt", "connrate", "udp"})
+    baselines = ("direct", "ours")
+    needs_netns = True
+
+    def __init__(self, listen: Ports, backend: Ports, workdir: Path) -> None:
+        super().__init__(listen, backend, workdir)
+        self.api_port = procs.free_ports(1)[0]
+        self._lock: int | None = None
+
+    def unavailable(self) -> str | None:
+        if os.geteuid() != 0:
+            return "the kernel fast path needs root"
+        missing = [tool for tool in ("nft", "conntrack") if shutil.which(tool) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (apt-get install nftables conntrack)"
+        if "--fast-path" not in _ours_help():
+            return "`godoxy-streams run` has no --fast-path option"
+        return super().unavailable()
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        argv = [a if a != "127.0.0.1:0" else f"127.0.0.1:{self.api_port}" for a in argv]
+        return [*argv, "--fast-path", "nftables"]
+
+    def start(self) -> None:
+        self._lock = procs.take_lock(KERNEL_TESTS_LOCK, START_DEADLINE_S * 30)
+        if self._lock is None:
+            raise ProxyStartError(f"{KERNEL_TESTS_LOCK} stayed held (kernel tests running)")
+        try:
+            super().start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.topology is not None
+        if self.proc.poll() is not None:
+            raise ProxyStartError(self._failure(f"exited with {self.proc.returncode}"))
+        try:
+            url = f"http://127.0.0.1:{self.api_port}/api/routes"
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                routes = json.load(response)["routes"]
+        except (OSError, ValueError, KeyError):
+            return False
+        if len(routes) < 3 or any(r.get("path") != "kernel" for r in routes):
+            return False
+        address = (self.bind, self.listen.echo)
+        probe = (
+            f"import socket; s = socket.create_connection({address!r}, 2); s.sendall(b'r'); "
+            "assert s.recv(1) == b'r'"
+        )
+        done = subprocess.run(
+            [*self.topology.prefix(), sys.executable, "-c", probe],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def stop(self) -> None:
+        try:
+            super().stop()  # SIGTERM: the daemon removes its table and rule
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+
+
 class OursPool3(Ours):
     """The same daemon with the echo listener as one pool of three members (three echo ports
     of the one C backend), round robin per new connection: what choosing a member costs per
@@ -355,7 +459,8 @@ class OursAgent(Ours):
 
     def agent_argv(self) -> list[str]:
         allow = [
-            f"{HOST}:{port}" for port in (self.backend.bulk, self.backend.echo, self.backend.udp)
+            f"{self.backend_host}:{port}"
+            for port in (self.backend.bulk, self.backend.echo, self.backend.udp)
         ]
         return self._helper(
             "agent",
@@ -395,7 +500,7 @@ class OursAgent(Ours):
         assert self.agent is not None
         if self.agent.poll() is not None:
             raise ProxyStartError(self._failure(f"agent exited with {self.agent.returncode}"))
-        return super()._ready() and _echoes(HOST, self.listen.echo)
+        return super()._ready() and _echoes(self.bind, self.listen.echo)
 
     def stop(self) -> None:
         # The daemon first, so its tunnels and flows end before the agent does. The
@@ -451,6 +556,7 @@ ALL: dict[str, type[Proxy]] = {
         OursPool3,
         OursAgent,
         OursGuarded,
+        OursKernel,
         PyRef,
     )
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.proxies import HOST, Proxy
+from bench.proxies import Proxy
 
 SHM_FMT = "<16Q"  # must match struct shm in loadgen.c
 SHM_FIELDS = (
@@ -52,6 +52,12 @@ class Ctx:
     settings: Settings
     backend_pid: int = 0
     tls_backend_pid: int = 0  # the SNI scenarios' TLS backend (bench/sni_proxies.py)
+    prefix: list[str] = field(default_factory=list)  # runs a client in the client namespace
+    client_args: list[str] = field(default_factory=list)  # --src-base, --allow-target there
+
+    def client(self, mode: str, *args: str) -> list[str]:
+        """The argv of one loadgen client (in the client namespace, when there is one)."""
+        return [*self.prefix, str(self.loadgen), mode, *args, *self.client_args]
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,7 @@ def _cores(res: dict[str, Any]) -> dict[str, float | None]:
 
 def run_loadgen(ctx: Ctx, args: list[str], timeout: float) -> dict[str, Any]:
     """Run one bounded loadgen client; return the JSON object it printed."""
-    proc = procs.spawn(
-        [str(ctx.loadgen), *args], stdout=subprocess.PIPE, log=ctx.logs / "loadgen.log"
-    )
+    proc = procs.spawn(ctx.client(*args), stdout=subprocess.PIPE, log=ctx.logs / "loadgen.log")
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -140,7 +144,7 @@ def _bulk(streams: int) -> Callable[[Ctx, Proxy], dict[str, Any]]:
             ctx,
             [
                 "bulk",
-                "--host", HOST,
+                "--host", proxy.target_host(),
                 "--port", str(proxy.target().bulk),
                 "--streams", str(streams),
                 "--duration", str(s.duration),
@@ -188,7 +192,7 @@ def run_connrate(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
         ctx,
         [
             "connrate",
-            "--host", HOST,
+            "--host", proxy.target_host(),
             "--port", str(proxy.target().echo),
             "--concurrency", str(s.conn_concurrency),
             "--size", str(s.conn_size),
@@ -243,7 +247,7 @@ def run_rtt(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
         ctx,
         [
             "rtt",
-            "--host", HOST,
+            "--host", proxy.target_host(),
             "--port", str(proxy.target().echo),
             "--count", str(s.rtt_count),
             "--duration", str(s.rtt_duration),
@@ -281,7 +285,7 @@ def run_udp(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
         ctx,
         [
             "udp",
-            "--host", HOST,
+            "--host", proxy.target_host(),
             "--port", str(proxy.target().udp),
             "--sockets", str(s.udp_sockets),
             "--size", str(s.udp_size),
@@ -326,15 +330,15 @@ def run_idle(ctx: Ctx, proxy: Proxy) -> dict[str, Any]:
     procs.wait_until(lambda: read_shm(ctx.shm)["echo_open"] == 0, 5.0)
     before = procs.rss_kib(proxy.pids)
     proc = procs.spawn(
-        [
-            str(ctx.loadgen), "idle",
-            "--host", HOST,
+        ctx.client(
+            "idle",
+            "--host", proxy.target_host(),
             "--port", str(proxy.target().echo),
             "--count", str(s.idle_conns),
             "--shm", str(ctx.shm),
             "--timeout", str(s.idle_timeout),
             "--hold", "60",
-        ],
+        ),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         log=ctx.logs / "loadgen.log",

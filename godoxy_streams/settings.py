@@ -112,6 +112,12 @@ class LogSettings(_Group):
     format: Literal["text", "json"] = "text"
     access_log: bool = True
 
+    @property
+    def access_log_asked(self) -> bool:
+        """Whether the operator set ``access_log: true`` (not just left the default): with
+        the fast path on, only then does every route stay in userspace for its lines."""
+        return self.access_log and "access_log" in self.model_fields_set
+
     @field_validator("level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
@@ -163,6 +169,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, description="seconds to drain on SIGTERM")
     history_interval: float = Field(
         5.0, ge=0.05, le=60, description="seconds between samples of the routes' history (120 kept)"
+    )
+    fast_path: Literal["off", "auto", "nftables"] = Field(
+        "off", description="forward plain routes with nftables DNAT (auto: when possible)"
     )
 
     _split = field_validator("docker", "allowed_targets", "proxy_protocol_trusted", mode="before")(

@@ -98,7 +98,11 @@ class RouteView:
     (``members`` is empty for a route with no pool state: one that is not bound).
 
     ``live`` reads the counters and members; it is called once, when first asked, so a page
-    of 50 routes out of 10,000 reads only those 50 streams."""
+    of 50 routes out of 10,000 reads only those 50 streams.
+
+    ``path`` is what serves clients from other hosts: ``kernel`` (nftables DNAT; ``kernel``
+    holds the kernel's counters, ``counters`` the userspace listener's, which still serves
+    local clients) or ``userspace``; ``path_reason`` says why (None: the fast path is off)."""
 
     spec: RouteSpec
     state: RouteState
@@ -107,6 +111,9 @@ class RouteView:
     notice: str | None = None  # something the operator should know, e.g. a kept port was taken
     live: Callable[[], LiveState] = field(default=_not_bound, repr=False, compare=False)
     socket_id: str = ""  # ``spec.key.id`` when the caller has it at hand
+    path: str = "userspace"
+    path_reason: str | None = None
+    kernel: Counters | None = None
 
     @cached_property
     def now(self) -> LiveState:
@@ -119,6 +126,12 @@ class RouteView:
     @property
     def members(self) -> tuple[MemberView, ...]:
         return self.now.members
+
+    def by_path(self) -> tuple[tuple[str, Counters], ...]:
+        """The counters of each path that served this route."""
+        if self.kernel is None:
+            return (("userspace", self.counters),)
+        return (("userspace", self.counters), ("kernel", self.kernel))
 
     @cached_property
     def id(self) -> str:
@@ -143,20 +156,34 @@ class RouteView:
         row = self.spec.public_dict()
         if self.members:
             row["members"] = [m.as_json() for m in self.members]
-        counters = self.counters
+        counters, both = self.counters, self.by_path()
         row.update(
             id=self.id,
             listen_port=self.listen_port,
             shared_socket=self.spec.key.socket if self.spec.sni else None,
             state=self.state,
             error=self.error,
-            active=counters.active,
-            bytes_in=counters.bytes_in,
-            bytes_out=counters.bytes_out,
+            active=sum(c.active for _, c in both),
+            bytes_in=sum(c.bytes_in for _, c in both),
+            bytes_out=sum(c.bytes_out for _, c in both),
             dial_errors=sum(count for _, count in counters.dial_errors),
             notice=self.notice,
+            path=self.path,
+            path_reason=self.path_reason,
         )
+        if self.kernel is not None:
+            row["paths"] = {name: _path_json(c) for name, c in both}
         return row
+
+
+def _path_json(c: Counters) -> dict[str, int]:
+    return {
+        "active": c.active,
+        "total": c.total,
+        "bytes_in": c.bytes_in,
+        "bytes_out": c.bytes_out,
+        "refused": c.refused,
+    }
 
 
 SNI_OUTCOMES = (
@@ -290,6 +317,7 @@ class Snapshot:
     history_of: Callable[[str], RouteHistory | None] = field(default=lambda _: None)
     descriptors: DescriptorView | None = None
     api: ApiView | None = None
+    fast_path: Mapping[str, object] = field(default_factory=dict)  # enabled, reason, docker_user
 
     @cached_property
     def routes(self) -> tuple[RouteView, ...]:
@@ -335,4 +363,6 @@ class Snapshot:
             body["descriptors"] = self.descriptors.as_json(self.api)
         if self.agent_channels:
             body["agent_flows"] = {k: dict(v) for k, v in self.agent_channels.items()}
+        if self.fast_path:
+            body["fast_path"] = dict(self.fast_path)
         return body

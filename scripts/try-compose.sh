@@ -4,9 +4,9 @@
 #   scripts/try-compose.sh
 #
 # The three example services run the test kit's echo image (tests/docker/kit.py, built locally:
-# nothing is pulled) as SSH_IMAGE / DNS_IMAGE / GAME_IMAGE, with an override that makes it listen
-# on TCP 22, on UDP+TCP 53 and on TCP 25565, that lets the game sleep after 2s idle, and that
-# binds the daemon's listeners to 127.0.0.1 only. Checks: TCP to 127.0.0.1:2222 and UDP to
+# nothing is pulled) as SSH_IMAGE / DNS_IMAGE / GAME_IMAGE, listening on TCP 22, on UDP+TCP 53
+# and on TCP 25565 (scripts/compose-echo.yml), with an override that lets the game sleep after
+# 2s idle and binds the daemon's listeners to 127.0.0.1 only. Checks: TCP to 127.0.0.1:2222 and UDP to
 # 127.0.0.1:5353 echo; the game goes to sleep (stopped through the filter) and a connection to
 # 127.0.0.1:25565 wakes it and is echoed; GET 127.0.0.1:8899/healthz is 200; the daemon's
 # container has no engine socket and its filter refuses a write (403). `down -v` runs on every
@@ -55,17 +55,15 @@ services:
   godoxy-streams:
     environment:
       GODOXY_STREAMS_DEFAULT_BIND: 127.0.0.1   # this trial: listeners on loopback only
-  ssh:
-    command: ["-t", "22"]
-  dns:
-    command: ["-u", "53", "-t", "53"]
   game:
-    command: ["-t", "25565"]
     labels:
       proxy.idle_timeout: 2s         # this trial: asleep soon
       proxy.stop_timeout: 2s
 YAML
-compose() { "${COMPOSE[@]}" -f compose.example.yml -f "$override" -p "$PROJECT" "$@"; }
+compose() {
+    "${COMPOSE[@]}" -f compose.example.yml -f scripts/compose-echo.yml -f "$override" \
+        -p "$PROJECT" "$@"
+}
 
 cleanup() {
     local rc=$?

@@ -217,17 +217,20 @@ def test_metrics_count_connections_and_bytes_per_route(
 
             def settled() -> str | None:
                 text = scrape()
-                done = series("godoxy_streams_connections_active", *tcp) + " 0.0" in text
+                active = series("godoxy_streams_connections_active", *tcp, path="userspace")
+                done = active + " 0.0" in text
                 return text if done else None
 
             text = eventually(settled, what="TCP connections closed")
             for direction in ("client_to_upstream", "upstream_to_client"):
-                bytes_tcp = series("godoxy_streams_bytes_total", *tcp, direction=direction)
-                bytes_udp = series("godoxy_streams_bytes_total", *udp, direction=direction)
+                on = {"direction": direction, "path": "userspace"}
+                bytes_tcp = series("godoxy_streams_bytes_total", *tcp, **on)
+                bytes_udp = series("godoxy_streams_bytes_total", *udp, **on)
                 assert bytes_tcp + " 3000.0" in text
                 assert bytes_udp + f" {2 * (10 + 200 + 1400)}.0" in text
-            assert series("godoxy_streams_connections_total", *tcp) + " 3.0" in text
-            assert series("godoxy_streams_connections_total", *udp) + " 6.0" in text
+            total = "godoxy_streams_connections_total"
+            assert series(total, *tcp, path="userspace") + " 3.0" in text
+            assert series(total, *udp, path="userspace") + " 6.0" in text
             assert series("godoxy_streams_route_state", *tcp, state="running") + " 1.0" in text
             assert 'godoxy_streams_routes{state="running"} 2.0' in text
             assert "godoxy_streams_reconcile_duration_seconds_count" in text

@@ -62,6 +62,12 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ...")
     group.add_argument("--log-format", choices=("text", "json"), help="log line format")
+    group.add_argument(
+        "--fast-path",
+        choices=("off", "auto", "nftables"),
+        help="forward plain routes in the kernel with nftables DNAT (needs root or "
+        "CAP_NET_ADMIN and host networking; auto: when possible; default: off)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +142,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         "state_dir": args.state_dir,
         "tls_port": args.tls_port,
         "certificates_dir": args.certificates_dir,
+        "fast_path": args.fast_path,
     }
     log = {k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v}
     if log:

@@ -35,6 +35,7 @@ from godoxy_streams.reconcile.reconciler import PassReport, Reconciler
 from godoxy_streams.reconcile.snapshot import build_snapshot
 from godoxy_streams.runtime.descriptors import raise_nofile
 from godoxy_streams.runtime.kept_ports import KeptPorts
+from godoxy_streams.runtime.kernel.controller import KernelController
 from godoxy_streams.runtime.manager import StreamManager
 from godoxy_streams.runtime.sleep import SleepController
 from godoxy_streams.settings import Settings, api_address
@@ -65,6 +66,9 @@ class Daemon:
         self.reconciler.on_pass = self._after_pass
         self._metrics: Metrics | None = None
         self._heap = HeapFreezer()
+        self.kernel = KernelController(settings, self.manager)
+        self.manager.on_applied = self.kernel.applied
+        self.manager.health.on_change = self.kernel.changed
         self.watchers = (
             []
             if settings.no_docker
@@ -106,6 +110,8 @@ class Daemon:
         logger.info(f"godoxy-streams {__version__} starting")
         logger.info(self.manager.descriptors.describe())
         self._capture_signals()
+        await self.kernel.start()  # before the first pass: its routes find the table ready
+        self._spawn(self.kernel.run(), "fast path")
         self._spawn(self.reconciler.run(), "reconciler")
         self._spawn(self.manager.sampler.run(self.manager.sampled), "history sampler")
         if self.settings.routes_file is not None:
@@ -124,17 +130,19 @@ class Daemon:
 
     async def shutdown(self) -> None:
         logger.info("shutting down: closing listeners, draining live connections")
+        await self.kernel.withdraw(self.settings.shutdown_grace)  # first: the host's firewall
         if self._api is not None:
             await self._api.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        drain = asyncio.create_task(self.manager.close_all(grace=self.settings.shutdown_grace))
+        drain = asyncio.create_task(self._drain(self.settings.shutdown_grace))
         self.stop.clear()
         stopper = asyncio.create_task(self.stop.wait())
         await asyncio.wait({drain, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not drain.done():
             logger.warning("second signal: cutting live connections")
+            self.kernel.cut()
             await self.manager.cut_all()
             await asyncio.gather(drain, return_exceptions=True)
         stopper.cancel()
@@ -143,6 +151,10 @@ class Daemon:
         for watcher in self.watchers:
             await watcher.lifecycle.close()
         logger.info("stopped")
+
+    async def _drain(self, grace: float) -> None:
+        """Userspace listeners and the kernel path drain side by side."""
+        await asyncio.gather(self.manager.close_all(grace=grace), self.kernel.drain())
 
     def _capture_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -220,12 +232,12 @@ class Daemon:
         """What observers see now (built per call)."""
         sources = [w.status for w in self.watchers]
         api = self._api.view() if self._api is not None else None
-        return build_snapshot(self.reconciler, sources, self._static_synced, api)
+        return build_snapshot(self.reconciler, sources, self._static_synced, api, self.kernel)
 
     async def _start_api(self) -> None:
         host, port = api_address(self.settings.api)
         metrics = self._metrics = Metrics(self.snapshot)
-        app = build_app(self.snapshot, metrics, self.settings.api_token)
+        app = build_app(self.snapshot, metrics, self.settings.api_token, self.kernel.refresh)
         self._api = ApiServer(app, self.settings.limits.api_connections)
         try:
             self.api_port = await self._api.start(host, port)

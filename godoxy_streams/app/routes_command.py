@@ -31,7 +31,9 @@ def sni_suffix(names: Sequence[str], terminated: bool) -> str:
 
 
 def render_routes(document: dict[str, Any]) -> str:
-    header = ("ALIAS", "SCHEME", "LISTEN", "TARGET", "STATE", "ACTIVE", "IN", "OUT", "SOURCE")
+    header = (
+        "ALIAS", "SCHEME", "LISTEN", "TARGET", "STATE", "PATH", "ACTIVE", "IN", "OUT", "SOURCE"
+    )  # fmt: skip
     rows = [header]
     for r in document.get("routes", []):
         rows.append(
@@ -42,6 +44,7 @@ def render_routes(document: dict[str, Any]) -> str:
                 + sni_suffix(r.get("sni") or (), bool(r.get("tls_termination"))),
                 f"{r['target_host']}:{r['target_port']}",
                 str(r["state"]),
+                str(r.get("path") or "-"),
                 str(r["active"]),
                 str(r["bytes_in"]),
                 str(r["bytes_out"]),

@@ -1,8 +1,9 @@
 """Prometheus metrics at ``GET /metrics``: read at scrape time from the engine's plain
 counters, so the data path never calls into the metrics library.
 
-Per route (labelled by alias, scheme, listen and source): connections or sessions total and
-active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
+Per route (labelled by alias, scheme, listen and source; its counters also by ``path``,
+``userspace``, or ``kernel`` for a route the fast path forwards): connections or sessions total
+and active, bytes each way, dial errors by reason, refusals and UDP drops, connections turned
 away for want of a healthy upstream, and the route's state (``running``, ``unhealthy``, ...).
 Per pool member (route labels plus ``member`` and ``container``): whether it is up, its open
 and total connections, its failed dials. Per shared TLS socket: connections accepted, their
@@ -24,7 +25,14 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from godoxy_streams.snapshot import ROUTE_STATES, RouteView, SleeperView, Snapshot, SNISocketView
+from godoxy_streams.snapshot import (
+    ROUTE_STATES,
+    Counters,
+    RouteView,
+    SleeperView,
+    Snapshot,
+    SNISocketView,
+)
 
 PREFIX = "godoxy_streams"
 MAX_AGE = 1.0  # seconds a render is served again
@@ -35,7 +43,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("connections_active", "gauge", "open TCP connections / live UDP sessions"),
     ("bytes_total", "counter", "bytes relayed"),
     ("dial_errors_total", "counter", "upstream dial failures"),
-    ("refused_total", "counter", "connections or sessions refused by a pre_dial hook"),
+    (
+        "refused_total",
+        "counter",
+        "refused by a pre_dial hook (path=kernel: by the route's ACL or a limit)",
+    ),
     ("denied_total", "counter", "connections or UDP datagrams denied by an ACL"),
     ("limited_total", "counter", "connections or UDP sessions refused by a limit"),
     ("proxy_header_errors_total", "counter", "connections closed for a bad PROXY header"),
@@ -105,6 +117,42 @@ def number(value: float) -> str:
     return text
 
 
+def counter_lines(
+    labels: tuple[str, str, str, str], path: str, c: Counters, proto: str, out: dict[str, list[str]]
+) -> None:
+    """One path's counters of a route (``labels``: alias, listen, scheme, source, escaped);
+    the kernel counts flows admitted, refused, open, and bytes, nothing else."""
+    a, lis, s, o = labels
+    key = f'alias="{a}",listen="{lis}",path="{path}",scheme="{s}",source="{o}"'
+    both = [("connections_total", c.total), ("connections_active", c.active)]
+    both.append(("refused_total", c.refused))
+    if path != "kernel":
+        both += [("denied_total", c.denied), ("limited_total", c.limited)]
+        both.append(("no_upstream_total", c.no_upstream))
+    for name, value in both:
+        out[name].append(f"{{{key}}} {number(value)}")
+    head, tail = f'alias="{a}"', f'listen="{lis}",path="{path}",scheme="{s}",source="{o}"'
+    out["bytes_total"].append(
+        f'{{{head},direction="client_to_upstream",{tail}}} {number(c.bytes_in)}'
+    )
+    out["bytes_total"].append(
+        f'{{{head},direction="upstream_to_client",{tail}}} {number(c.bytes_out)}'
+    )
+    if path == "kernel":
+        return
+    for reason, count in c.dial_errors:
+        out["dial_errors_total"].append(
+            f'{{alias="{a}",listen="{lis}",path="{path}",reason="{escape(reason)}",'
+            f'scheme="{s}",source="{o}"}} {number(count)}'
+        )
+    if proto == "tcp":
+        out["proxy_header_errors_total"].append(f"{{{key}}} {number(c.proxy_errors)}")
+    else:
+        out["udp_sessions_refused_total"].append(f"{{{key}}} {number(c.sessions_refused)}")
+        out["udp_datagrams_dropped_total"].append(f"{{{key}}} {number(c.dropped)}")
+        out["udp_sessions_evicted_total"].append(f"{{{key}}} {number(c.evicted)}")
+
+
 def route_lines(route: RouteView, out: dict[str, list[str]]) -> None:
     """Append one route's samples to ``out`` (family name -> lines), labels sorted by name."""
     spec = route.spec
@@ -113,34 +161,8 @@ def route_lines(route: RouteView, out: dict[str, list[str]]) -> None:
     out["route_state"].append(f'{{{key},state="{route.state}"}} 1.0')
     if route.listen_port is None:
         return  # not bound (error, conflict): no counters
-    c = route.counters
-    for name, value in (
-        ("connections_total", c.total),
-        ("connections_active", c.active),
-        ("refused_total", c.refused),
-        ("denied_total", c.denied),
-        ("limited_total", c.limited),
-        ("no_upstream_total", c.no_upstream),
-    ):
-        out[name].append(f"{{{key}}} {number(value)}")
-    head, tail = f'alias="{a}"', f'listen="{lis}",scheme="{s}",source="{o}"'
-    out["bytes_total"].append(
-        f'{{{head},direction="client_to_upstream",{tail}}} {number(c.bytes_in)}'
-    )
-    out["bytes_total"].append(
-        f'{{{head},direction="upstream_to_client",{tail}}} {number(c.bytes_out)}'
-    )
-    for reason, count in c.dial_errors:
-        out["dial_errors_total"].append(
-            f'{{alias="{a}",listen="{lis}",reason="{escape(reason)}",scheme="{s}",source="{o}"}}'
-            f" {number(count)}"
-        )
-    if spec.proto == "tcp":
-        out["proxy_header_errors_total"].append(f"{{{key}}} {number(c.proxy_errors)}")
-    else:
-        out["udp_sessions_refused_total"].append(f"{{{key}}} {number(c.sessions_refused)}")
-        out["udp_datagrams_dropped_total"].append(f"{{{key}}} {number(c.dropped)}")
-        out["udp_sessions_evicted_total"].append(f"{{{key}}} {number(c.evicted)}")
+    for path, counters in route.by_path():
+        counter_lines((a, lis, s, o), path, counters, spec.proto, out)
     for m in route.members:
         member = escape(f"{m.host}:{m.port}")
         labels = (

@@ -7,7 +7,7 @@ live object of the daemon.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -30,8 +30,15 @@ def build_app(
     snapshot: SnapshotSource,
     metrics: Metrics | None = None,
     token: str | None = None,
+    refresh: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
-    """The status API over ``snapshot``, which is called once per request."""
+    """The status API over ``snapshot``, which is called once per request; ``refresh`` is
+    awaited before routes or metrics are read (figures read from the kernel, cached)."""
+
+    async def refreshed() -> Snapshot:
+        if refresh is not None:
+            await refresh()
+        return snapshot()
 
     async def healthz(_: web.Request) -> web.Response:
         taken = snapshot()
@@ -42,7 +49,7 @@ def build_app(
             query = RouteQuery.parse(request.query)
         except BadQuery as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(routes_document(snapshot(), query))
+        return web.json_response(routes_document(await refreshed(), query))
 
     async def api_history(request: web.Request) -> web.Response:
         route_id = request.match_info["id"]
@@ -60,6 +67,8 @@ def build_app(
 
     async def prometheus(_: web.Request) -> web.Response:
         assert metrics is not None
+        if refresh is not None:
+            await refresh()
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
     middlewares = [require_token(token)] if token else []

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from godoxy_streams.budget_views import ApiView
 from godoxy_streams.reconcile.reconciler import ContainerEntry, Reconciler
+from godoxy_streams.runtime.kernel.controller import KernelController
 from godoxy_streams.snapshot import ContainerView, RouteView, Snapshot, SourceView
 
 
@@ -59,9 +60,14 @@ def container_views(reconciler: Reconciler) -> tuple[ContainerView, ...]:
     return tuple(sorted(rows, key=lambda r: r.name))
 
 
-def route_views(reconciler: Reconciler) -> tuple[RouteView, ...]:
-    """The running and failed routes, then those in conflict."""
+def route_views(
+    reconciler: Reconciler, kernel: KernelController | None = None
+) -> tuple[RouteView, ...]:
+    """The running and failed routes (with their path, when the fast path runs), then those
+    in conflict."""
     routes: list[RouteView] = reconciler.manager.route_views()
+    if kernel is not None and kernel.enabled:
+        routes = kernel.annotate(routes)
     routes += [
         RouteView(spec=c.route, state="conflict", error=c.message)
         for c in reconciler.last.conflicts
@@ -74,10 +80,11 @@ def build_snapshot(
     sources: Sequence[SourceView],
     static_synced: bool,
     api: ApiView | None = None,
+    kernel: KernelController | None = None,
 ) -> Snapshot:
     manager = reconciler.manager
     return Snapshot(
-        routes_of=lambda: route_views(reconciler),
+        routes_of=lambda: route_views(reconciler, kernel),
         bound=len(manager.running),
         errors=tuple(reconciler.label_errors()),
         containers_of=lambda: container_views(reconciler),
@@ -92,4 +99,5 @@ def build_snapshot(
         history_of=manager.sampler.read,
         descriptors=manager.descriptor_view(),
         api=api,
+        fast_path=kernel.health_view() if kernel is not None else {},
     )

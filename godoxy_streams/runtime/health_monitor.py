@@ -48,6 +48,7 @@ class HealthChecks:
         self._tasks: dict[RouteKey, dict[MonitorKey, asyncio.Task[None]]] = {}
         self._tunnels = tunnels if tunnels is not None else {}
         self._events = events if events is not None else EventLog()
+        self.on_change: Callable[[], None] | None = None  # after a member's verdict
 
     def sync_route(self, key: RouteKey, spec: RouteSpec | None, pool: Pool | None) -> None:
         """Probe the members of the route now running on ``key`` (None: nothing runs there):
@@ -81,6 +82,8 @@ class HealthChecks:
         def report(state: HealthState) -> None:
             pool.set_probe(key, state.up, None if state.up else state.last_error)
             timeline.probed(events, spec, member, state.up, state.last_error)
+            if self.on_change is not None:
+                self.on_change()
             log = logger.bind(route=spec.alias, dst=where(address), action="health")
             if state.up:
                 log.info(f"upstream {where(address)} of route {spec.alias!r} is up again")

@@ -134,6 +134,7 @@ class StreamManager:
         self.sni = SNISockets(settings)
         # The pre_dial hook of a route with a member that sleeps (``sleep.SleepController``).
         self.gate_for: Callable[[RouteKey], Hook] | None = None
+        self.on_applied: Callable[[ApplyReport], None] | None = None  # the kernel fast path
         # Close records cost a little per connection: only keep them when lines will be written.
         log = settings.log
         self._access_log = log.access_log and logger.level(log.level).no <= logger.level("INFO").no
@@ -264,7 +265,10 @@ class StreamManager:
         self.kept_ports.save()
         if stopped or retargeted or started:
             self.generation += 1
-        return ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
+        report = ApplyReport(tuple(started), tuple(stopped), tuple(retargeted), failed)
+        if self.on_applied is not None:
+            self.on_applied(report)
+        return report
 
     def _stream(self, spec: RouteSpec, port: int) -> Stream:
         stream_cls = UDPStream if spec.proto == "udp" else TCPStream

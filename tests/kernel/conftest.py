@@ -9,6 +9,10 @@
   DOCKER-USER rule removed, and both are asserted gone (the chain as it was before).
 - `echo(tag)`: an echo container of the Docker kit (TCP and UDP echo on port 7, `whoami`
   answers `tag`) on one bridge network of the test; removed at teardown.
+- `fast_daemons`: starts the real daemon (`godoxy-streams run --fast-path nftables`) on the
+  test's label namespace; at teardown every daemon is stopped with SIGTERM (exit 0 asserted
+  unless the test killed it), what a killed one left is removed, and the table and the
+  DOCKER-USER rule are asserted gone (the chain as it was before).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from docker.models.containers import Container
@@ -24,12 +29,13 @@ from docker.models.containers import Container
 from godoxy_streams.runtime.kernel.docker_user import COMMENT
 from godoxy_streams.runtime.kernel.nft import availability
 
+from ..daemon_kit import DaemonProcess
 from ..docker import kit as docker_kit
-from ..docker.conftest import kit_sweep, make_network, run_container, test_image
+from ..docker.conftest import kit_sweep, make_network, ns, run_container, test_image
 from ..helpers import docker_unavailable
 from . import kit
 
-__all__ = ["kit_sweep", "make_network", "run_container", "test_image"]  # the kit's fixtures
+__all__ = ["kit_sweep", "make_network", "ns", "run_container", "test_image"]  # the kit's
 
 Echo = Callable[[str], tuple[Container, str]]
 
@@ -95,3 +101,56 @@ def echo(
         return container, docker_kit.container_ip(container, network)
 
     return start
+
+
+class FastDaemons:
+    """Daemons with the fast path on, on one label namespace (see the module doc)."""
+
+    def __init__(self, workdir: Path, namespace: str) -> None:
+        self.workdir, self.namespace = workdir, namespace
+        self.started: list[DaemonProcess] = []
+        self.killed: list[DaemonProcess] = []
+
+    def start(self, *args: str, wait_healthy: bool = True) -> DaemonProcess:
+        process = DaemonProcess(
+            self.workdir, "--fast-path", "nftables", *args, namespace=self.namespace
+        )
+        self.started.append(process)
+        return process.start(wait_healthy=wait_healthy)
+
+    def kill(self, process: DaemonProcess) -> None:
+        """SIGKILL: the daemon leaves its table and rule behind."""
+        assert process.proc is not None
+        process.proc.kill()
+        process.proc.wait(timeout=10)
+        self.killed.append(process)
+
+    def stop_all(self) -> list[str]:
+        """Stop every daemon; the failures (exit code and log tail)."""
+        failures = []
+        for process in self.started:
+            code = process.stop()
+            if code != 0 and process not in self.killed:
+                failures.append(f"daemon exited {code}\n{process.log()[-4000:]}")
+        return failures
+
+
+@pytest.fixture
+def fast_daemons(
+    kernel_host: None, tmp_path: Path, ns: str, docker_client: object
+) -> Iterator[FastDaemons]:
+    before = _without_ours(kit.docker_user_rules())
+    daemons = FastDaemons(tmp_path, ns)
+    try:
+        yield daemons
+    finally:
+        failures = daemons.stop_all()
+        left = [t for t in kit.nft_tables() if "godoxy_streams" in t]
+        harness = kit.KernelHarness()
+        try:
+            harness.stop(kill=True)  # what a killed daemon left (nothing after a clean stop)
+        finally:
+            harness.close()
+    assert not failures, failures
+    assert not left or daemons.started[-1] in daemons.killed, f"a clean stop left {left}"
+    assert kit.docker_user_rules() == before

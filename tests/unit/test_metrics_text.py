@@ -69,15 +69,19 @@ def test_every_family_and_value_reads_back() -> None:
     got = samples(text)
     web = dict(alias='we"ird\\al\nias', listen="127.0.0.1:8080", scheme="tcp", source="web")
     dns = dict(alias="dns", listen="127.0.0.1:53", scheme="udp", source="dns")
+    by = dict(path="userspace")  # a route's counters carry the path that counted them
     expected = {
-        ("godoxy_streams_connections_total", labels(**web)): 5,
-        ("godoxy_streams_connections_active", labels(**web)): 2,
-        ("godoxy_streams_bytes_total", labels(**web, direction="client_to_upstream")): 12345678,
-        ("godoxy_streams_bytes_total", labels(**web, direction="upstream_to_client")): 7,
-        ("godoxy_streams_dial_errors_total", labels(**web, reason="refused")): 3,
-        ("godoxy_streams_denied_total", labels(**web)): 1,
-        ("godoxy_streams_proxy_header_errors_total", labels(**web)): 4,
-        ("godoxy_streams_udp_datagrams_dropped_total", labels(**dns)): 9,
+        ("godoxy_streams_connections_total", labels(**web, **by)): 5,
+        ("godoxy_streams_connections_active", labels(**web, **by)): 2,
+        (
+            "godoxy_streams_bytes_total",
+            labels(**web, **by, direction="client_to_upstream"),
+        ): 12345678,
+        ("godoxy_streams_bytes_total", labels(**web, **by, direction="upstream_to_client")): 7,
+        ("godoxy_streams_dial_errors_total", labels(**web, **by, reason="refused")): 3,
+        ("godoxy_streams_denied_total", labels(**web, **by)): 1,
+        ("godoxy_streams_proxy_header_errors_total", labels(**web, **by)): 4,
+        ("godoxy_streams_udp_datagrams_dropped_total", labels(**dns, **by)): 9,
         ("godoxy_streams_route_state", labels(**web, state="running")): 1,
         ("godoxy_streams_route_state", labels(**dns, state="unhealthy")): 1,
         ("godoxy_streams_upstream_up", labels(**web, member="10.0.0.2:80", container="web")): 1,
