@@ -310,6 +310,7 @@ def wait_echo_ready(container: Container, timeout: float = 10.0) -> None:
         container.reload()
         if container.status in ("exited", "dead"):
             code = container.attrs["State"].get("ExitCode")
+            logs = container.logs(stdout=True, stderr=True)  # all of them, now it has exited
             raise ContainerDied(
                 f"container {container.name} exited ({code}) before it was ready; "
                 f"logs:\n{logs.decode(errors='replace')}"

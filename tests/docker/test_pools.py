@@ -226,9 +226,15 @@ def test_udp_probe_with_send_and_expect(daemon: Daemon, run_container: Any, ns: 
     }
     good = run_container(labels=labels, command=["--tag", "good"])
     bad = run_container(labels=labels, command=["--tag", "bad"])
-    eventually(lambda: healthy_members(d, "dns") == {good.name}, what="only the good member up")
-    member = next(m for m in members_of(d, "dns") if m["container"] == bad.name)
-    assert member["state"] == "down" and "unexpected reply" in member["last_error"]
+
+    def bad_member() -> dict[str, Any] | None:
+        """The bad member once it joined the pool and its probe marked it down."""
+        found = [m for m in members_of(d, "dns") if m["container"] == bad.name]
+        return found[0] if found and found[0]["state"] == "down" else None
+
+    member = eventually(bad_member, what="the bad member in the pool and down")
+    assert healthy_members(d, "dns") == {good.name}
+    assert "unexpected reply" in member["last_error"]
     assert {whoami_udp(LOCAL, port) for _ in range(6)} == {"good"}
 
 
