@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loguru import logger
@@ -45,6 +45,7 @@ from godoxy_streams.sources.watcher import Watcher
 
 ROUTES_FILE_POLL = 1.0
 CERTIFICATES_POLL = 5.0
+STEP_TIMEOUT = 5.0  # each shutdown step besides the drain: a stuck one is named, then passed
 
 
 class Daemon:
@@ -133,9 +134,7 @@ class Daemon:
         await self.kernel.withdraw(self.settings.shutdown_grace)  # first: the host's firewall
         if self._api is not None:
             await self._api.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         drain = asyncio.create_task(self._drain(self.settings.shutdown_grace))
         self.stop.clear()
         stopper = asyncio.create_task(self.stop.wait())
@@ -146,11 +145,30 @@ class Daemon:
             await self.manager.cut_all()
             await asyncio.gather(drain, return_exceptions=True)
         stopper.cancel()
-        for tunnel in self.tunnels.values():
-            await tunnel.close()
-        for watcher in self.watchers:
-            await watcher.lifecycle.close()
+        closing = [tunnel.close() for tunnel in self.tunnels.values()]
+        closing += [watcher.lifecycle.close() for watcher in self.watchers]
+        if closing:
+            await self._bounded([asyncio.ensure_future(c) for c in closing], "closing clients")
         logger.info("stopped")
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await self._bounded(tasks, "stopping tasks")
+
+    @staticmethod
+    async def _bounded(tasks: Sequence[asyncio.Future[None]], what: str) -> None:
+        """Wait up to ``STEP_TIMEOUT`` for ``tasks``; name (and leave) the ones still busy,
+        so that one stuck peer cannot hold the shutdown past its grace."""
+        _, pending = await asyncio.wait(tasks, timeout=STEP_TIMEOUT)
+        for task in pending:
+            task.cancel()
+            stack = task.get_stack(limit=1) if isinstance(task, asyncio.Task) else []
+            name = task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+            at = f" at {stack[0].f_code.co_filename}:{stack[0].f_lineno}" if stack else ""
+            logger.warning(f"{what}: {name!r} still busy after {STEP_TIMEOUT:g}s{at}; left behind")
 
     async def _drain(self, grace: float) -> None:
         """Userspace listeners and the kernel path drain side by side."""

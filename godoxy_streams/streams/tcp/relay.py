@@ -114,7 +114,8 @@ class Upstream(asyncio.Protocol):
         conn.stream.stats.bytes_out += len(data)
 
     def eof_received(self) -> bool:
-        return self.conn.upstream_eof()
+        keep = self.conn.upstream_eof()  # TLS (an agent's tunnel) has no half-close:
+        return keep and self.transport.get_extra_info("sslcontext") is None  # it closes
 
     def pause_writing(self) -> None:
         self.paused = True
