@@ -181,7 +181,7 @@ class Admission:
         if shared is not None:
             shared.acquire(GLOBAL_KEY)
         if share is not None:
-            share.take()
+            share.take_checked()
         return key
 
     def room(self) -> bool:

@@ -26,30 +26,37 @@ from collections.abc import Mapping
 
 COST = {"tcp": 2, "udp": 1}  # descriptors of one connection / one session
 PROTOCOLS = ("tcp", "udp")
+OTHER = {"tcp": "udp", "udp": "tcp"}
 
 
 class Share:
     """One stream's part of a ``DescriptorBudget`` (see the module docstring)."""
 
-    __slots__ = ("budget", "proto", "used", "closed")
+    __slots__ = ("budget", "proto", "cost", "used", "closed")
 
     def __init__(self, budget: DescriptorBudget, proto: str) -> None:
         self.budget = budget
         self.proto = proto
+        self.cost = COST[proto]  # descriptors of one connection or session
         self.used = 0
         self.closed = False
 
     def take(self, count: int = 1) -> bool:
         """Take ``count`` connections' or sessions' descriptors if the split allows it."""
-        return self.budget.take(self, count * COST[self.proto])
+        return self.budget.take(self, count * self.cost)
+
+    def take_checked(self) -> None:
+        """Take one connection's or session's descriptors right after ``room()`` said yes
+        (nothing ran in between: the check is not repeated)."""
+        self.budget.add(self, self.cost)
 
     def give(self, count: int = 1) -> None:
         """Give back what ``take(count)`` took (nothing once the share is closed)."""
-        self.budget.give(self, count * COST[self.proto])
+        self.budget.give(self, count * self.cost)
 
     def room(self) -> bool:
         """Whether one more connection or session would be allowed now."""
-        return self.budget.allows(self, COST[self.proto])
+        return self.budget.allows(self, self.cost)
 
     def refuse(self) -> None:
         """Count a connection or session turned away because ``room()`` said no."""
@@ -63,7 +70,10 @@ class Share:
 
 
 class DescriptorBudget:
-    """Descriptors of the data plane, shared by every stream; see the module docstring."""
+    """Descriptors of the data plane, shared by every stream; see the module docstring.
+
+    ``allows`` and ``add`` run for every connection: they read a few counters kept up to
+    date by ``add`` (no loop over shares); only a share coming or going recounts."""
 
     def __init__(self, total: int) -> None:
         if total < 1:
@@ -82,7 +92,7 @@ class DescriptorBudget:
         share = Share(self, proto)
         self._shares[proto].add(share)
         self._regroup()
-        self._add(share, 1)
+        self.add(share, 1)
         return share
 
     def used(self) -> Mapping[str, int]:
@@ -93,16 +103,20 @@ class DescriptorBudget:
         if share.closed:
             return False
         proto = share.proto
-        unused_own = max(0, self.guaranteed - share.used)
-        kept = self._unused_guarantees[proto] - unused_own  # for the protocol's other shares
-        kept += sum(self._kept(other) for other in PROTOCOLS if other != proto)
+        unused_own = self.guaranteed - share.used
+        kept = self._unused_guarantees[proto] - (unused_own if unused_own > 0 else 0)
+        other = OTHER[proto]  # what the other protocol keeps for itself
+        if self._shares[other]:
+            reserve = self.reserved - self._used[other]
+            unused = self._unused_guarantees[other]
+            kept += reserve if reserve > unused else unused
         return self.in_use + cost + kept <= self.total
 
     def take(self, share: Share, cost: int) -> bool:
         if not self.allows(share, cost):
             self.refusals += 1
             return False
-        self._add(share, cost)
+        self.add(share, cost)
         return True
 
     def give(self, share: Share, cost: int) -> None:
@@ -110,26 +124,25 @@ class DescriptorBudget:
             return  # given back with the share already
         if share.used - cost < 1:
             raise ValueError("give without a matching take")
-        self._add(share, -cost)
+        self.add(share, -cost)
 
     def leave(self, share: Share) -> None:
-        self._add(share, -share.used)
+        self.add(share, -share.used)
         self._shares[share.proto].discard(share)
         self._regroup()
 
-    def _kept(self, proto: str) -> int:
-        """What protocol ``proto`` keeps for itself and does not use yet."""
-        if not self._shares[proto]:
-            return 0
-        return max(self.reserved - self._used[proto], self._unused_guarantees[proto])
-
-    def _add(self, share: Share, cost: int) -> None:
-        before = max(0, self.guaranteed - share.used)
-        share.used += cost
-        after = max(0, self.guaranteed - share.used)
+    def add(self, share: Share, cost: int) -> None:
+        """Count ``cost`` more (or, negative, fewer) descriptors in use by ``share``."""
+        guaranteed = self.guaranteed
+        before = guaranteed - share.used
+        used = share.used = share.used + cost
+        after = guaranteed - used
         self.in_use += cost
-        self._used[share.proto] += cost
-        self._unused_guarantees[share.proto] += after - before
+        proto = share.proto
+        self._used[proto] += cost
+        self._unused_guarantees[proto] += (after if after > 0 else 0) - (
+            before if before > 0 else 0
+        )
 
     def _regroup(self) -> None:
         """A share came or went: the guarantee per share changes; recount what is unused."""

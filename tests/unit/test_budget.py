@@ -101,6 +101,7 @@ def test_guarantees_hold_in_any_order(total: int, protos: list[str], ops: list[O
         cost = COST[share.proto]
         own = share.used + cost <= budget.guaranteed
         reserve = protocol_room(budget, share) >= cost
+        assert share.room() == allowed_from_scratch(budget, share, cost)
         if share.take():
             held[i] += 1
             assert budget.in_use <= total
@@ -114,3 +115,14 @@ def protocol_room(budget: DescriptorBudget, share: Share) -> int:
     same = [s for s in budget._shares[share.proto] if s is not share]
     kept = sum(max(0, budget.guaranteed - s.used) for s in same)
     return budget.reserved - budget.used()[share.proto] - kept
+
+
+def allowed_from_scratch(budget: DescriptorBudget, share: Share, cost: int) -> bool:
+    """The split's rule recounted over every share (what the kept counters must agree with)."""
+    g = budget.guaranteed
+    kept = sum(max(0, g - s.used) for s in budget._shares[share.proto] if s is not share)
+    for proto, shares in budget._shares.items():
+        if proto != share.proto and shares:
+            unused = sum(max(0, g - s.used) for s in shares)
+            kept += max(budget.reserved - budget.used()[proto], unused)
+    return budget.in_use + cost + kept <= budget.total
