@@ -73,7 +73,9 @@ class DescriptorBudget:
     """Descriptors of the data plane, shared by every stream; see the module docstring.
 
     ``allows`` and ``add`` run for every connection: they read a few counters kept up to
-    date by ``add`` (no loop over shares); only a share coming or going recounts."""
+    date by ``add`` (no loop over shares). A share coming or going changes every share's
+    guarantee: the recount walks the distinct numbers of descriptors in use, not the
+    shares, so starting ten thousand routes stays linear."""
 
     def __init__(self, total: int) -> None:
         if total < 1:
@@ -86,11 +88,15 @@ class DescriptorBudget:
         self._shares: dict[str, set[Share]] = {p: set() for p in PROTOCOLS}
         self._used: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
         self._unused_guarantees: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
+        # how many shares use each number of descriptors: a recount walks the distinct
+        # numbers (at most about sqrt(2 * total) of them), never every share
+        self._by_used: dict[str, dict[int, int]] = {p: {} for p in PROTOCOLS}
 
     def claim(self, proto: str) -> Share:
         """A new stream's share; its listener's descriptor counts at once."""
         share = Share(self, proto)
         self._shares[proto].add(share)
+        self._count(proto, 0, 1)
         self._regroup()
         self.add(share, 1)
         return share
@@ -129,24 +135,44 @@ class DescriptorBudget:
     def leave(self, share: Share) -> None:
         self.add(share, -share.used)
         self._shares[share.proto].discard(share)
+        self._count(share.proto, 0, -1)
         self._regroup()
 
     def add(self, share: Share, cost: int) -> None:
         """Count ``cost`` more (or, negative, fewer) descriptors in use by ``share``."""
         guaranteed = self.guaranteed
-        before = guaranteed - share.used
-        used = share.used = share.used + cost
+        was = share.used
+        before = guaranteed - was
+        used = share.used = was + cost
         after = guaranteed - used
         self.in_use += cost
         proto = share.proto
         self._used[proto] += cost
+        by_used = self._by_used[proto]
+        left = by_used[was] - 1
+        if left:
+            by_used[was] = left
+        else:
+            del by_used[was]
+        by_used[used] = by_used.get(used, 0) + 1
         self._unused_guarantees[proto] += (after if after > 0 else 0) - (
             before if before > 0 else 0
         )
 
+    def _count(self, proto: str, used: int, shares: int) -> None:
+        """``shares`` more (or fewer) shares of ``proto`` use ``used`` descriptors."""
+        by_used = self._by_used[proto]
+        left = by_used.get(used, 0) + shares
+        if left:
+            by_used[used] = left
+        else:
+            del by_used[used]
+
     def _regroup(self) -> None:
         """A share came or went: the guarantee per share changes; recount what is unused."""
         count = sum(len(shares) for shares in self._shares.values())
-        self.guaranteed = self.total // (4 * count) if count else 0
-        for proto, shares in self._shares.items():
-            self._unused_guarantees[proto] = sum(max(0, self.guaranteed - s.used) for s in shares)
+        g = self.guaranteed = self.total // (4 * count) if count else 0
+        for proto, by_used in self._by_used.items():
+            self._unused_guarantees[proto] = sum(
+                (g - used) * shares for used, shares in by_used.items() if used < g
+            )
