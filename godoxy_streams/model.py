@@ -33,8 +33,21 @@ DEFAULT_DRAIN_TIMEOUT = 5.0
 _UNSAFE = re.compile(r"[^0-9A-Za-z.]")  # in a bind address: IPv6 colons, a scope's %
 
 
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Share the set of fields given (pydantic keeps one per instance, 700-odd bytes)
+        among instances that gave the same fields: about 2 KiB less per route at ten
+        thousand routes. Safe because a frozen model's set is never changed in place
+        (``model_copy`` changes a copy of it)."""
+        given = self.__pydantic_fields_set__
+        shared = _FIELDS_SETS.setdefault(frozenset(given), given)
+        if shared is not given:
+            object.__setattr__(self, "__pydantic_fields_set__", shared)
 
 
 class HealthCheck(_Frozen):
