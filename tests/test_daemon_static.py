@@ -176,6 +176,18 @@ def test_healthz_is_503_until_the_engine_answered_or_failed_once(
         silent.close()
 
 
+def test_no_docker_and_no_routes_file_is_ready_with_nothing_to_serve(tmp_path: Path) -> None:
+    """Nothing to wait for: ready (200) after one empty pass, not 'starting' for ever."""
+    d = DaemonProcess(tmp_path, "--no-docker", namespace=unique_namespace())
+    try:
+        d.start(wait_healthy=False)
+        eventually(lambda: d.health()[0] == 200, what="ready with no source at all")
+        status, body = d.health()
+        assert body["status"] == "ok" and body["routes_running"] == 0
+    finally:
+        assert d.stop() == 0
+
+
 def test_metrics_count_connections_and_bytes_per_route(
     tmp_path: Path, upstreams: tuple[int, int]
 ) -> None:

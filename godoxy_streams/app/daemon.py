@@ -122,6 +122,8 @@ class Daemon:
             self._spawn(self._watch_certificates(), "certificates")
         if not self.watchers:
             logger.info("Docker provider off: serving static routes only")
+            if self.settings.routes_file is None:
+                self.reconciler.mark_dirty()  # nothing to wait for: one empty pass, then ready
         for watcher in self.watchers:
             self._spawn(watcher.run(), f"watcher {watcher.endpoint}")
         if self.reconciler.sleep is not None:
