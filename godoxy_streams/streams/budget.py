@@ -52,11 +52,17 @@ class Share:
 
     def give(self, count: int = 1) -> None:
         """Give back what ``take(count)`` took (nothing once the share is closed)."""
-        self.budget.give(self, count * self.cost)
+        if not self.closed:
+            self.budget.give(self, count * self.cost)
 
     def room(self) -> bool:
-        """Whether one more connection or session would be allowed now."""
-        return self.budget.allows(self, self.cost)
+        """Whether one more connection or session would be allowed now: at once while the
+        share is within its guarantee (which the split never takes from it), else by the
+        whole rule."""
+        if self.closed:
+            return False
+        budget = self.budget
+        return self.used + self.cost <= budget.guaranteed or budget.allows(self, self.cost)
 
     def refuse(self) -> None:
         """Count a connection or session turned away because ``room()`` said no."""
@@ -72,10 +78,11 @@ class Share:
 class DescriptorBudget:
     """Descriptors of the data plane, shared by every stream; see the module docstring.
 
-    ``allows`` and ``add`` run for every connection: they read a few counters kept up to
-    date by ``add`` (no loop over shares). A share coming or going changes every share's
-    guarantee: the recount walks the distinct numbers of descriptors in use, not the
-    shares, so starting ten thousand routes stays linear."""
+    ``add`` runs for every connection and ``allows`` for those beyond their share's
+    guarantee: a few integers kept up to date, no loop over shares. A share coming or going
+    changes every share's guarantee; the recount then walks only the busy shares (those with
+    a connection or session open): an idle share uses exactly its listener's descriptor, so
+    the idle ones are counted, not walked, and starting ten thousand routes stays linear."""
 
     def __init__(self, total: int) -> None:
         if total < 1:
@@ -86,19 +93,18 @@ class DescriptorBudget:
         self.in_use = 0
         self.refusals = 0
         self._shares: dict[str, set[Share]] = {p: set() for p in PROTOCOLS}
+        self._busy: dict[str, set[Share]] = {p: set() for p in PROTOCOLS}  # used > 1
         self._used: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
         self._unused_guarantees: dict[str, int] = dict.fromkeys(PROTOCOLS, 0)
-        # how many shares use each number of descriptors: a recount walks the distinct
-        # numbers (at most about sqrt(2 * total) of them), never every share
-        self._by_used: dict[str, dict[int, int]] = {p: {} for p in PROTOCOLS}
 
     def claim(self, proto: str) -> Share:
         """A new stream's share; its listener's descriptor counts at once."""
         share = Share(self, proto)
+        share.used = 1
+        self.in_use += 1
+        self._used[proto] += 1
         self._shares[proto].add(share)
-        self._count(proto, 0, 1)
         self._regroup()
-        self.add(share, 1)
         return share
 
     def used(self) -> Mapping[str, int]:
@@ -133,46 +139,37 @@ class DescriptorBudget:
         self.add(share, -cost)
 
     def leave(self, share: Share) -> None:
-        self.add(share, -share.used)
-        self._shares[share.proto].discard(share)
-        self._count(share.proto, 0, -1)
+        proto = share.proto
+        self.in_use -= share.used
+        self._used[proto] -= share.used
+        share.used = 0
+        self._shares[proto].discard(share)
+        self._busy[proto].discard(share)
         self._regroup()
 
     def add(self, share: Share, cost: int) -> None:
         """Count ``cost`` more (or, negative, fewer) descriptors in use by ``share``."""
-        guaranteed = self.guaranteed
         was = share.used
-        before = guaranteed - was
         used = share.used = was + cost
-        after = guaranteed - used
         self.in_use += cost
         proto = share.proto
         self._used[proto] += cost
-        by_used = self._by_used[proto]
-        left = by_used[was] - 1
-        if left:
-            by_used[was] = left
-        else:
-            del by_used[was]
-        by_used[used] = by_used.get(used, 0) + 1
-        self._unused_guarantees[proto] += (after if after > 0 else 0) - (
-            before if before > 0 else 0
-        )
-
-    def _count(self, proto: str, used: int, shares: int) -> None:
-        """``shares`` more (or fewer) shares of ``proto`` use ``used`` descriptors."""
-        by_used = self._by_used[proto]
-        left = by_used.get(used, 0) + shares
-        if left:
-            by_used[used] = left
-        else:
-            del by_used[used]
+        g = self.guaranteed
+        if was < g or used < g:
+            after = g - used if used < g else 0
+            self._unused_guarantees[proto] += after - (g - was if was < g else 0)
+        if was == 1:
+            self._busy[proto].add(share)
+        elif used == 1:
+            self._busy[proto].discard(share)
 
     def _regroup(self) -> None:
-        """A share came or went: the guarantee per share changes; recount what is unused."""
+        """A share came or went: the guarantee per share changes; recount what is unused
+        (idle shares use 1 descriptor each: counted; busy ones walked)."""
         count = sum(len(shares) for shares in self._shares.values())
         g = self.guaranteed = self.total // (4 * count) if count else 0
-        for proto, by_used in self._by_used.items():
-            self._unused_guarantees[proto] = sum(
-                (g - used) * shares for used, shares in by_used.items() if used < g
-            )
+        for proto, shares in self._shares.items():
+            busy = self._busy[proto]
+            idle = len(shares) - len(busy)
+            unused = idle * (g - 1) if g > 1 else 0
+            self._unused_guarantees[proto] = unused + sum(g - s.used for s in busy if s.used < g)
