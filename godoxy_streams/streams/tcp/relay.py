@@ -114,8 +114,9 @@ class Upstream(asyncio.Protocol):
         conn.stream.stats.bytes_out += len(data)
 
     def eof_received(self) -> bool:
-        keep = self.conn.upstream_eof()  # TLS (an agent's tunnel) has no half-close:
-        return keep and self.transport.get_extra_info("sslcontext") is None  # it closes
+        conn = self.conn
+        keep = conn.upstream_eof()  # an agent's tunnel (the only dialer) is TLS, which has
+        return keep and conn.stream.options.dialer is None  # no half-close: it closes
 
     def pause_writing(self) -> None:
         self.paused = True
