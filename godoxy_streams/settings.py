@@ -291,6 +291,9 @@ def _describe(exc: ValidationError) -> str:
 
 
 def api_address(text: str) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT``, or of the URL the daemon prints (``http://HOST:PORT/``);
+    ("", -1) when it is neither."""
+    text = text.removeprefix("http://").rstrip("/")
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         return ("", -1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.settings import Settings
+from godoxy_streams.settings import Settings, api_address
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,6 +64,28 @@ def test_api_off_loopback_requires_a_token() -> None:
     assert Settings.load(api="[::1]:8899").api_token is None
     with pytest.raises(ConfigError, match="api_token"):
         Settings.load(api_token="short")
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8899", ("127.0.0.1", 8899)),
+        (":8899", ("127.0.0.1", 8899)),
+        ("[::1]:8899", ("::1", 8899)),
+        ("http://127.0.0.1:8899", ("127.0.0.1", 8899)),  # as the daemon's log prints it
+        ("http://127.0.0.1:8899/", ("127.0.0.1", 8899)),
+        ("127.0.0.1", ("", -1)),
+        ("127.0.0.1:99999", ("", -1)),
+    ],
+)
+def test_api_address_takes_host_port_or_the_printed_url(
+    text: str, address: tuple[str, int]
+) -> None:
+    assert api_address(text) == address
+
+
+def test_the_printed_url_is_loopback_like_host_port() -> None:
+    assert Settings.load(api="http://127.0.0.1:8899").api_token is None
 
 
 def test_tls_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
