@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
 import socket
 import threading
 import time
@@ -169,17 +170,27 @@ async def wait_for_port_async(host: str, port: int, timeout: float = DEFAULT_TIM
     await eventually_async(connectable, timeout, what=f"TCP connect to {host}:{port}")
 
 
-def free_port(proto: Literal["tcp", "udp"] = "tcp", host: str = "127.0.0.1") -> int:
-    """A port that was free on `host` for `proto` a moment ago (the kernel's pick).
+QUIET_PORTS = (20_000, 32_000)  # below Linux's ephemeral range (32768-60999 by default)
 
-    Racy by nature: another process may take it before the caller binds it.
+
+def free_port(proto: Literal["tcp", "udp"] = "tcp", host: str = "127.0.0.1") -> int:
+    """A port that was free on `host` for `proto` a moment ago, taken below the kernel's
+    ephemeral range: no outgoing connection (a test's own clients under load, or anything
+    else on the machine) can take it before the caller binds it.
+
+    Still racy against another process binding the same port on purpose.
     """
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    for _ in range(200):
+        port = random.randrange(*QUIET_PORTS)
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free {proto} port on {host} in {QUIET_PORTS}")
 
 
 def tcp_exchange(

@@ -7,7 +7,6 @@ Every loop here is bounded in count, every wait by a deadline. Only loopback is 
 from __future__ import annotations
 
 import json
-import random
 import re
 import resource
 import socket
@@ -42,24 +41,6 @@ JUNK: dict[str, bytes] = {
 
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s+File \"|\bFile \".*\", line \d+")
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ +\S")
-
-
-QUIET_PORTS = (20_000, 32_000)  # below Linux's ephemeral range: no client takes one
-
-
-def quiet_port(proto: str = "tcp") -> int:
-    """A port free now that no outgoing connection will take (``free_port`` gives one from
-    the ephemeral range, which a busy test's own clients may take before the daemon binds)."""
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    for _ in range(200):
-        port = random.randrange(*QUIET_PORTS)
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind((LOCAL, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {QUIET_PORTS}")
 
 
 def raw_request(connect: Any, payload: bytes, timeout: float = 5.0) -> bytes:

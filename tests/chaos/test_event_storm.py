@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.chaos.kit import LOCAL, log_lines, quiet_port
+from tests.chaos.kit import LOCAL, log_lines
 from tests.daemon_kit import DaemonProcess
 from tests.docker.conftest import daemon as daemon  # noqa: F401  (the kit's fixtures)
 from tests.docker.conftest import kit_sweep as kit_sweep  # noqa: F401
@@ -19,7 +19,7 @@ from tests.docker.conftest import ns as ns  # noqa: F401
 from tests.docker.conftest import run_container as run_container  # noqa: F401
 from tests.docker.conftest import test_image as test_image  # noqa: F401
 from tests.docker.kit import whoami_tcp
-from tests.helpers import eventually
+from tests.helpers import eventually, free_port
 
 PAIRS = 3
 ROUNDS = 2
@@ -58,7 +58,7 @@ def test_pairs_claiming_one_port_settle_after_a_storm(
     run_container: Any,  # noqa: F811
 ) -> None:
     d = daemon()
-    claims = [(quiet_port(), side) for _ in range(PAIRS) for side in "ab"]
+    claims = [(free_port(), side) for _ in range(PAIRS) for side in "ab"]
 
     def claimant(port: int, tag: str) -> Callable[[], Any]:
         labels = {f"{ns}.aliases": f"p{port}", f"{ns}.p{port}.port": f"{port}:7"}

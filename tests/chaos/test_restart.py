@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.kit import LOCAL, quiet_port
+from tests.chaos.kit import LOCAL
 from tests.daemon_kit import DaemonProcess, unique_namespace
 from tests.echo_server import echo_server, udp_echo_server
-from tests.helpers import eventually, tcp_exchange
+from tests.helpers import eventually, free_port, tcp_exchange
 
 CLIENTS = 4
 ROUNDS = 3000  # exchanges per client at most
@@ -58,7 +58,7 @@ class Load:
 
 @pytest.fixture
 def load_and_routes(tmp_path: Path) -> Iterator[tuple[Load, Path, int]]:
-    tcp_port, udp_port = quiet_port(), quiet_port("udp")
+    tcp_port, udp_port = free_port(), free_port("udp")
     with echo_server() as tcp, udp_echo_server() as udp:
         routes = tmp_path / "routes.yml"
         routes.write_text(
@@ -91,7 +91,7 @@ def test_kill_9_under_load_serves_again(
     args = ("--no-docker", "--routes", str(routes))
 
     def process() -> DaemonProcess:
-        return DaemonProcess(tmp_path, *args, namespace=unique_namespace(), api_port=quiet_port())
+        return DaemonProcess(tmp_path, *args, namespace=unique_namespace(), api_port=free_port())
 
     daemon = process().start()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagrams:
