@@ -228,6 +228,25 @@ def tcp_exchange(
     return bytes(received)
 
 
+def exchange_or_reset(
+    port: int, payload: bytes, *, source: str = "127.0.0.1", host: str = "127.0.0.1"
+) -> bytes:
+    """Send from `source`; what came back before the close (b"" when the proxy reset us).
+
+    A refused client is reset, and the reset may already show in connect(): a socket with a
+    timeout connects without blocking, so the RST can arrive before the handshake is read.
+    """
+    with socket.socket() as client:
+        client.bind((source, 0))
+        client.settimeout(5)
+        try:
+            client.connect((host, port))
+            client.sendall(payload)
+            return client.recv(100)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
 def udp_exchange(host: str, port: int, payload: bytes, timeout: float = 1.0) -> bytes:
     """Send one datagram and return the first datagram that comes back (TimeoutError if none)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -13,7 +13,14 @@ import pytest
 
 from tests.daemon_kit import DaemonProcess, unique_namespace
 from tests.echo_server import echo_server, udp_echo_server
-from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange, udp_exchange
+from tests.helpers import (
+    eventually,
+    exchange_or_reset,
+    free_port,
+    tcp_connectable,
+    tcp_exchange,
+    udp_exchange,
+)
 
 LOCAL = "127.0.0.1"
 
@@ -331,19 +338,6 @@ def test_access_log_line_per_connection(
         assert d.stop() == 0
 
 
-def connect_from(source: str, port: int, payload: bytes = b"hi\n") -> bytes:
-    """Send from a chosen loopback source address; what came back before the close."""
-    with socket.socket() as client:
-        client.bind((source, 0))
-        client.settimeout(5)
-        try:  # a refused client is reset, which may already show in connect()
-            client.connect((LOCAL, port))
-            client.sendall(payload)
-            return client.recv(100)
-        except (ConnectionResetError, BrokenPipeError):
-            return b""
-
-
 def test_route_acl_and_global_acl(tmp_path: Path, upstreams: tuple[int, int]) -> None:
     import urllib.request
 
@@ -359,11 +353,15 @@ def test_route_acl_and_global_acl(tmp_path: Path, upstreams: tuple[int, int]) ->
     env = {"GODOXY_STREAMS_ACL__DENY": "127.0.0.4"}
     d = DaemonProcess(tmp_path, *args, namespace=unique_namespace(), env=env).start()
     try:
-        assert connect_from("127.0.0.2", port) == b"hi\n"
-        assert connect_from("127.0.0.3", port) == b""  # deny beats allow
-        assert connect_from("127.0.0.5", port) == b""  # not in the allow list
-        assert connect_from("127.0.0.5", other) == b"hi\n"  # no route ACL: open
-        assert connect_from("127.0.0.4", other) == b""  # the global ACL applies everywhere
+        assert exchange_or_reset(port, b"hi\n", source="127.0.0.2") == b"hi\n"
+        assert exchange_or_reset(port, b"hi\n", source="127.0.0.3") == b""  # deny beats allow
+        assert exchange_or_reset(port, b"hi\n", source="127.0.0.5") == b""  # not in the allow list
+        assert (
+            exchange_or_reset(other, b"hi\n", source="127.0.0.5") == b"hi\n"
+        )  # no route ACL: open
+        assert (
+            exchange_or_reset(other, b"hi\n", source="127.0.0.4") == b""
+        )  # the global ACL applies everywhere
         with urllib.request.urlopen(f"http://127.0.0.1:{d.api_port}/metrics") as response:
             text = response.read().decode()
         denied = [line for line in text.splitlines() if line.startswith("godoxy_streams_denied")]

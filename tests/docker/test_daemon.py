@@ -15,7 +15,14 @@ from typing import Any
 from tests.daemon_kit import DaemonProcess
 from tests.docker.engine_proxy import EngineProxy
 from tests.docker.kit import whoami_tcp, whoami_udp
-from tests.helpers import eventually, free_port, tcp_connectable, tcp_exchange, udp_exchange
+from tests.helpers import (
+    eventually,
+    exchange_or_reset,
+    free_port,
+    tcp_connectable,
+    tcp_exchange,
+    udp_exchange,
+)
 
 LOCAL = "127.0.0.1"
 Daemon = Callable[..., DaemonProcess]
@@ -290,14 +297,6 @@ def test_labels_drive_proxy_protocol_and_acl(daemon: Daemon, run_container: Any,
     assert echoed == header + b"payload"
 
     for source, allowed in (("127.0.0.2", True), ("127.0.0.3", False)):
-        with socket.socket() as client:
-            client.bind((source, 0))
-            client.settimeout(5)
-            try:  # a refused client is reset, which may already show in connect()
-                client.connect((LOCAL, acl_port))
-                client.sendall(b"hello\n")
-                got = client.recv(100)
-            except (ConnectionResetError, BrokenPipeError):
-                got = b""
+        got = exchange_or_reset(acl_port, b"hello\n", source=source)
         assert (got == b"hello\n") is allowed, (source, got)
     assert d.alive
