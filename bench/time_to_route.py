@@ -167,8 +167,10 @@ def initial_sync(factory: ContainerFactory, count: int) -> dict[str, Any]:
                     all_up = time.monotonic() - t0
             time.sleep(0.005)
         if ready is None or all_up is None:
-            print(f"bench: initial sync incomplete: health {d.health()}", file=sys.stderr)
             print(d.log()[-3000:], file=sys.stderr)
+            raise RuntimeError(
+                f"initial sync of {count} containers incomplete after 120 s: health {d.health()}"
+            )
     return {
         "containers": count,
         "process_start_to_healthy_s": ready,

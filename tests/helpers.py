@@ -171,6 +171,8 @@ async def wait_for_port_async(host: str, port: int, timeout: float = DEFAULT_TIM
 
 
 QUIET_PORTS = (20_000, 32_000)  # below Linux's ephemeral range (32768-60999 by default)
+RECENT_PORTS_KEPT = 4_000  # a port is not handed out again until this many others were
+_RECENT_PORTS: dict[int, None] = {}  # handed out, oldest first
 
 
 def free_port(proto: Literal["tcp", "udp"] = "tcp", host: str = "127.0.0.1") -> int:
@@ -178,18 +180,25 @@ def free_port(proto: Literal["tcp", "udp"] = "tcp", host: str = "127.0.0.1") -> 
     ephemeral range: no outgoing connection (a test's own clients under load, or anything
     else on the machine) can take it before the caller binds it.
 
-    Still racy against another process binding the same port on purpose.
+    Distinct from the last ``RECENT_PORTS_KEPT`` ports it gave, so a caller that takes
+    several before binding any gets different ones. Still racy against another process
+    binding the same port on purpose.
     """
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         port = random.randrange(*QUIET_PORTS)
+        if port in _RECENT_PORTS:  # handed out already: perhaps not bound yet
+            continue
         with socket.socket(family, kind) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
-            return port
+        _RECENT_PORTS[port] = None
+        if len(_RECENT_PORTS) > RECENT_PORTS_KEPT:
+            del _RECENT_PORTS[next(iter(_RECENT_PORTS))]
+        return port
     raise RuntimeError(f"no free {proto} port on {host} in {QUIET_PORTS}")
 
 
