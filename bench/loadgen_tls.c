@@ -159,6 +159,27 @@ struct tls_run {
     unsigned seq;                  /* atomic: source address spreading */
 };
 
+/* The protocol version the connections negotiated: 0 none yet, -1 more than one. */
+static int g_tls_version; /* atomic */
+
+static void note_version(SSL *ssl) {
+    int v = SSL_version(ssl), seen = 0;
+    if (!__atomic_compare_exchange_n(&g_tls_version, &seen, v, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED) &&
+        seen != v)
+        __atomic_store_n(&g_tls_version, -1, __ATOMIC_RELAXED);
+}
+
+static const char *version_name(void) {
+    switch (__atomic_load_n(&g_tls_version, __ATOMIC_RELAXED)) {
+    case TLS1_3_VERSION: return "TLSv1.3";
+    case TLS1_2_VERSION: return "TLSv1.2";
+    case 0: return "none";
+    case -1: return "mixed";
+    default: return "older";
+    }
+}
+
 /* A TLS connection to the target with the run's SNI, or NULL (counted as an error). */
 static SSL *tls_open(struct tls_run *run, int *fd_out) {
     int fd = socket(run->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -183,6 +204,7 @@ static SSL *tls_open(struct tls_run *run, int *fd_out) {
         __atomic_fetch_add(&run->errors, 1, __ATOMIC_RELAXED);
         return NULL;
     }
+    note_version(ssl);
     *fd_out = fd;
     return ssl;
 }
@@ -290,9 +312,11 @@ static int cmd_tlsconn(struct opts *o) {
     size_t nl = g_tls_nlat < TLS_LAT_CAP ? g_tls_nlat : TLS_LAT_CAP;
     qsort(g_tls_lat, nl, sizeof *g_tls_lat, cmp_u64);
     printf("{\"secs\": %.6f, \"conns\": %llu, \"errors\": %llu, \"p50_us\": %.1f, "
-           "\"p99_us\": %.1f, \"threads\": %d, \"cpu_s\": %.4f, \"gen_cpu_s\": %.4f}\n",
+           "\"p99_us\": %.1f, \"threads\": %d, \"cpu_s\": %.4f, \"gen_cpu_s\": %.4f, "
+           "\"tls_version\": \"%s\"}\n",
            secs, (unsigned long long)conns, (unsigned long long)run.errors,
-           pct_us(g_tls_lat, nl, 0.50), pct_us(g_tls_lat, nl, 0.99), n, cpu, gen);
+           pct_us(g_tls_lat, nl, 0.50), pct_us(g_tls_lat, nl, 0.99), n, cpu, gen,
+           version_name());
     return 0;
 }
 
@@ -325,7 +349,8 @@ static int cmd_tlsbulk(struct opts *o) {
     uint64_t conns, bytes, ns;
     double secs = tls_drive(&run, n, tlsbulk_body, &cpu, &gen, &conns, &bytes, &ns);
     printf("{\"secs\": %.6f, \"down_bytes\": %llu, \"up_bytes\": 0, \"errors\": %llu, "
-           "\"streams\": %d, \"cpu_s\": %.4f, \"gen_cpu_s\": %.4f}\n",
-           secs, (unsigned long long)bytes, (unsigned long long)run.errors, n, cpu, gen);
+           "\"streams\": %d, \"cpu_s\": %.4f, \"gen_cpu_s\": %.4f, \"tls_version\": \"%s\"}\n",
+           secs, (unsigned long long)bytes, (unsigned long long)run.errors, n, cpu, gen,
+           version_name());
     return 0;
 }
