@@ -8,7 +8,9 @@ request (``HttpProcessingError``: bad request line, over-long line, too many hea
 traceback, rate limited like the data plane's refusals (``RefusalLog``: at most one line per
 kind per second, carrying the count), so a flood of junk costs no log I/O. Anything else
 keeps its exception, which ``logs`` sums up on one line. Exceptions nobody could raise to a
-caller (``sys.unraisablehook``) are logged the same way.
+caller (``sys.unraisablehook``) are logged the same way; one of them is a client's doing:
+``ssl`` reports a TLS server name that is not ASCII as an unraisable ``UnicodeDecodeError``,
+which becomes a rate-limited ``bad_server_name`` line.
 """
 
 from __future__ import annotations
@@ -49,14 +51,10 @@ def _describe(record: logging.LogRecord) -> str:
 class LoguruHandler(logging.Handler):
     """A ``logging`` handler that writes each record as one loguru event."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._limited: RefusalLog | None = None
-
     def emit(self, record: logging.LogRecord) -> None:
         try:
             kind = client_error(record)
-            if kind is not None and self._note(kind, _describe(record)):
+            if kind is not None and note_client_error(kind, _describe(record), "aiohttp"):
                 return
             try:
                 level: str | int = logger.level(record.levelname).name
@@ -70,22 +68,34 @@ class LoguruHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
-    def _note(self, kind: str, detail: str) -> bool:
-        """Count a client error in the rate-limited log; False outside an event loop."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        limited = self._limited
-        if limited is None or limited.loop is not loop:
-            log = logger.bind(logger="aiohttp")
-            limited = self._limited = RefusalLog(lambda: log, loop)
-        limited.note(kind, detail)
-        return True
+
+_LIMITED: dict[str, RefusalLog] = {}  # per logger name, for the running loop
+
+
+def note_client_error(kind: str, detail: str, name: str) -> bool:
+    """Count a client error in a rate-limited log (``RefusalLog``) bound to logger ``name``;
+    False outside an event loop (the caller logs it itself then)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    limited = _LIMITED.get(name)
+    if limited is None or limited.loop is not loop:
+        log = logger.bind(logger=name)
+        limited = _LIMITED[name] = RefusalLog(lambda: log, loop)
+    limited.note(kind, detail)
+    return True
 
 
 def _unraisable(unraisable: Any) -> None:
     exc = unraisable.exc_value
+    name = unraisable.object
+    if isinstance(exc, UnicodeDecodeError) and isinstance(name, bytes):
+        # how ``ssl`` reports a client's TLS server name that is not ASCII (OpenSSL's
+        # server-name callback, on a terminating socket): the client's bytes, no bug of ours
+        detail = f"a TLS server name that is not ASCII: {name[:DETAIL_MAX]!r}"
+        if note_client_error("bad_server_name", detail, "ssl"):
+            return
     error = (type(exc), exc, unraisable.exc_traceback) if exc is not None else None
     where = f" in {unraisable.object!r}" if unraisable.object is not None else ""
     message = unraisable.err_msg or "Exception ignored"

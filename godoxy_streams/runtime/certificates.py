@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from loguru import logger
 
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.server_names import NamePattern, NameTable, server_name, sni_pattern
+from godoxy_streams.server_names import NamePattern, NameTable, sni_pattern
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer")
 KEY_SUFFIX = ".key"
@@ -282,7 +282,7 @@ def _file_signature(path: str) -> tuple[int, int, int] | None:
 
 class TLSContexts:
     """Server contexts from a ``CertificateSource``, for terminating listeners (their
-    ``server_context``) and for one shared context that picks by SNI (``sni_context``)."""
+    ``server_context``)."""
 
     def __init__(self, source: CertificateSource) -> None:
         self.source = source
@@ -317,21 +317,6 @@ class TLSContexts:
             for key in [key for key in self._built if key[1] == ca]:
                 del self._built[key]
         return changed or bool(stale)
-
-    def sni_context(self) -> ssl.SSLContext:
-        """One server context that serves each client the certificate for its SNI (no
-        client certificates), for servers that do not read the ClientHello themselves."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.sni_callback = self._pick
-        return ctx
-
-    def _pick(self, sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
-        cert = self.source.certificate_for(server_name(name))
-        if cert is None:
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        sslobj.context = cert.context
-        return None
 
 
 def _with_client_ca(cert: Certificate, client_ca: str) -> ssl.SSLContext | ConfigError:

@@ -29,7 +29,8 @@ from godoxy_streams.snapshot import SNISocketView
 from godoxy_streams.streams.context import Hook, OnClose
 from godoxy_streams.streams.sockets import where
 from godoxy_streams.streams.tcp.stream import TCPStream
-from godoxy_streams.streams.tls.listener import SNIListener, SNIRoute
+from godoxy_streams.streams.tls.listener import SNIListener
+from godoxy_streams.streams.tls.routing import SNIRoute
 
 Socket = tuple[str, int]  # (bind, port)
 

@@ -104,12 +104,13 @@ def log_lines(text: str, log_format: str) -> list[dict[str, Any]]:
     return records
 
 
-def bad_requests_logged(text: str) -> int:
-    """How many bad requests a JSON log accounts for (each line counts its ``count``)."""
+def bad_requests_logged(text: str, event: str = "bad_request") -> int:
+    """How many bad requests (or other ``event``s) a JSON log accounts for (each line counts
+    its ``count``)."""
     total = 0
     for line in text.splitlines():
         extra = json.loads(line)["record"]["extra"] if line.strip() else {}
-        if extra.get("event") == "bad_request":
+        if extra.get("event") == event:
             total += int(extra.get("count", 1))
     return total
 

@@ -11,10 +11,12 @@ from typing import Any
 
 from godoxy_streams.server_names import Conflict, NamePattern, sni_pattern
 from godoxy_streams.streams import OnClose, StreamOptions, TCPStream
-from godoxy_streams.streams.tls.listener import SNIListener, SNIRoute
+from godoxy_streams.streams.tls.listener import SNIListener
+from godoxy_streams.streams.tls.routing import SNIRoute
 from godoxy_streams.streams.tls.terminate import ServerContexts
 
-from .kit import LOCAL
+from ..helpers import eventually_async
+from .kit import LOCAL, connect, ended
 
 
 class SNIHarness:
@@ -136,3 +138,21 @@ class BIOClient:
         if not data:
             raise ConnectionError("the server closed the connection")
         self.incoming.write(data)
+
+
+async def assert_pending_caps(sni: SNIHarness) -> None:
+    """With ``max_pending=2, max_pending_per_source=1``: a second connection from one source,
+    and a third in all, are refused at once (``overloaded``); the caps empty as they go."""
+    pending = sni.listener.pending
+    _, first = await connect(sni.addr)
+    await eventually_async(lambda: len(pending) == 1, 3)
+    reader, second = await connect(sni.addr)  # same source
+    assert await ended(reader)
+    _, third = await connect(sni.addr, source="127.0.0.2")
+    await eventually_async(lambda: len(pending) == 2, 3)
+    reader, fourth = await connect(sni.addr, source="127.0.0.3")  # over the total
+    assert await ended(reader)
+    assert sni.listener.stats.overloaded == 2
+    for writer in (first, second, third, fourth):
+        writer.close()
+    await eventually_async(lambda: not pending and not sni.listener.by_source, 3)

@@ -22,7 +22,15 @@ from godoxy_streams.streams.acl import Acl
 from ..helpers import eventually_async
 from ..tls_kit import certificate_set, client_context, client_hello, refragment, server_context
 from .kit import Backend, capture, connect, echo, ended, read_all, tcp_backend
-from .sni_kit import BIOClient, SNIHarness, no_verify, san, sni_harness, tls_exchange
+from .sni_kit import (
+    BIOClient,
+    SNIHarness,
+    assert_pending_caps,
+    no_verify,
+    san,
+    sni_harness,
+    tls_exchange,
+)
 
 
 @pytest.fixture(scope="module")
@@ -149,19 +157,7 @@ async def test_a_silent_client_times_out(certs: dict[str, CertFiles]) -> None:
 async def test_pending_hellos_are_capped_in_all_and_per_source() -> None:
     async with sni_harness(max_pending=2, max_pending_per_source=1) as sni:
         sni.add("a", ("127.0.0.1", 9), ["*"])
-        pending = sni.listener.pending
-        _, first = await connect(sni.addr)
-        await eventually_async(lambda: len(pending) == 1, 3)
-        reader, second = await connect(sni.addr)  # same source
-        assert await ended(reader)
-        _, third = await connect(sni.addr, source="127.0.0.2")
-        await eventually_async(lambda: len(pending) == 2, 3)
-        reader, fourth = await connect(sni.addr, source="127.0.0.3")  # over the total
-        assert await ended(reader)
-        assert sni.listener.stats.overloaded == 2
-        for writer in (first, second, third, fourth):
-            writer.close()
-        await eventually_async(lambda: not pending and not sni.listener.by_source, 3)
+        await assert_pending_caps(sni)
 
 
 async def test_acl_proxy_protocol_and_records_apply_per_route() -> None:

@@ -234,19 +234,6 @@ def test_contexts_follow_a_reload(tmp_path: Path, made: dict[str, CertFiles]) ->
     assert contexts.server_context("a.example.test", ca) is not first
 
 
-def test_one_context_serving_by_sni(tmp_path: Path, made: dict[str, CertFiles]) -> None:
-    install(tmp_path, "a", made["a"])
-    install(tmp_path, "wild", made["wild"], bundle=True)
-    contexts = TLSContexts(CertificateDirectory(tmp_path))
-    contexts.refresh()
-    server = contexts.sni_context()
-    for name, ca in (("a.example.test", made["a"].ca), ("B.example.test", made["wild"].ca)):
-        client, _ = handshake(client_context(ca), server, name)
-        assert client.getpeercert() is not None
-    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
-        handshake(client_context(made["a"].ca), server, "nobody.test")
-
-
 @pytest.mark.parametrize(
     ("installed", "patterns", "missing"),
     [

@@ -11,6 +11,11 @@ to that route's ``TCPStream`` (``prepare``d, with no listener of its own):
   route's certificate for that name (and its client CA, if any) and the stream relays the
   plaintext.
 
+When every route of the socket terminates TLS and none requires client certificates, the
+connection skips ``HelloReader`` and starts inside TLS at once (``direct``: OpenSSL reads the
+ClientHello and its server-name callback picks the route), with the same caps, timeouts,
+alerts and counters.
+
 Either way the route's stream applies its ACL, limits, PROXY protocol out, pool, counters
 and close records, as for a connection it accepted itself (when terminating, once the
 handshake is done: a denied client costs a handshake). No route and no default: a
@@ -28,12 +33,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import cast
 
 from loguru import logger
 
 from godoxy_streams.errors import ConfigError
-from godoxy_streams.server_names import Conflict, NamePattern, NameTable, server_name
+from godoxy_streams.server_names import Conflict, NameTable, server_name
 from godoxy_streams.streams.admission import RefusalLog
 from godoxy_streams.streams.limits import source_key
 from godoxy_streams.streams.sockets import (
@@ -46,7 +51,6 @@ from godoxy_streams.streams.sockets import (
     where,
 )
 from godoxy_streams.streams.tcp.relay import reset
-from godoxy_streams.streams.tcp.stream import TCPStream
 from godoxy_streams.streams.tls.clienthello import (
     ALERT_UNRECOGNIZED_NAME,
     ClientHello,
@@ -54,38 +58,15 @@ from godoxy_streams.streams.tls.clienthello import (
     ClientHelloReader,
     alert,
 )
-from godoxy_streams.streams.tls.terminate import ServerContexts, terminate
+from godoxy_streams.streams.tls.direct import Handoff, base_context, direct_class
+from godoxy_streams.streams.tls.routing import PendingHello, SNIRoute, SNIStats
+from godoxy_streams.streams.tls.terminate import terminate
 
 HELLO_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PENDING = 4096
 MAX_PENDING_PER_SOURCE = 64
 ALERT_INTERNAL_ERROR = 80
-
-
-@dataclass(frozen=True, eq=False)
-class SNIRoute:
-    """A route on a shared socket: its stream, its names, and how it terminates TLS."""
-
-    stream: TCPStream
-    names: tuple[NamePattern, ...]
-    contexts: ServerContexts | None = None  # set: terminate TLS with these certificates
-    client_ca: str | None = None  # terminating: clients need a certificate from this CA
-
-
-@dataclass(slots=True)
-class SNIStats:
-    accepted: int = 0
-    routed: int = 0  # handed to a route
-    no_match: int = 0  # no route for the name: alert unrecognized_name
-    not_tls: int = 0  # the first bytes are not TLS (SSLv2-style hellos included)
-    malformed: int = 0  # a broken, truncated or oversized ClientHello
-    timed_out: int = 0  # no complete ClientHello within hello_timeout
-    empty: int = 0  # closed before sending a byte (port probes)
-    overloaded: int = 0  # refused: too many ClientHellos being read (in all, or from one source)
-    handshakes: int = 0  # terminated handshakes completed
-    handshake_failed: int = 0  # terminated handshakes that failed or timed out
-    no_certificate: int = 0  # terminating route without a usable certificate for the name
 
 
 class SNIListener:
@@ -110,13 +91,17 @@ class SNIListener:
         self.by_source: dict[str, int] = {}  # pending ClientHellos per source key
         self.stats = SNIStats()
         self.table: NameTable[SNIRoute] = NameTable()
-        self.pending: set[HelloReader] = set()
+        self.pending: set[PendingHello] = set()
         self.handshaking: set[asyncio.Transport] = set()
         self.loop: asyncio.AbstractEventLoop
         self.refusals: RefusalLog
         self.log = logger.bind(protocol="tcp", listen=where(listen), stream=name or "sni")
         self._server: asyncio.AbstractServer | None = None
         self._local: Address | None = None
+        self.direct = False  # every route terminates, none asks for client certificates
+        self.direct_cls: type  # the loop's TLS protocol for that case (``direct_class``)
+        self.direct_context = base_context()
+        self.handoff = Handoff()
 
     @property
     def local_addr(self) -> Address:
@@ -125,15 +110,14 @@ class SNIListener:
     async def serve(self) -> None:
         """Bind and start accepting (``ListenError`` if the socket cannot be had)."""
         self.loop = asyncio.get_running_loop()
+        self.direct_cls = direct_class(self.loop, self)
         host, port, family = await resolve_bind("tcp", *self.listen)
         sock = listen_socket("tcp", host, port, family)
         self._local = sock_addr(sock.getsockname())
         self.log = logger.bind(protocol="tcp", listen=where(self._local), stream=self.name or "sni")
         self.refusals = RefusalLog(lambda: self.log, self.loop)
         try:
-            self._server = await self.loop.create_server(
-                lambda: HelloReader(self), sock=sock, backlog=BACKLOG
-            )
+            self._server = await self.loop.create_server(self.accepted, sock=sock, backlog=BACKLOG)
         except BaseException:
             sock.close()
             raise
@@ -149,6 +133,9 @@ class SNIListener:
                 )
         table = NameTable((route, route.names) for route in routes)
         self.table = table
+        self.direct = bool(routes) and all(
+            route.contexts is not None and route.client_ca is None for route in routes
+        )
         return table.conflicts
 
     async def close(self) -> None:
@@ -159,14 +146,84 @@ class SNIListener:
             return
         server.close()
         for reader in list(self.pending):
-            reader.finish()
-            reset(reader.transport)
+            reader.drop()
         for transport in list(self.handshaking):
             reset(transport)
         self.handshaking.clear()
         self.refusals.close()
 
     # --- per connection ---
+
+    def accepted(self) -> asyncio.BaseProtocol:
+        """The protocol of a new connection: TLS from the first byte when every route here
+        terminates without client certificates (``direct``), else a ``HelloReader``."""
+        if self.direct:
+            accept = self.direct_cls(
+                self.loop,
+                self.handoff,
+                self.direct_context,
+                None,
+                server_side=True,
+                call_connection_made=True,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+            self.direct_context.claim(accept)
+            return cast(asyncio.BaseProtocol, accept)
+        return HelloReader(self)
+
+    def enter(self, reader: PendingHello, transport: asyncio.Transport) -> bool:
+        """A connection starts waiting for its ClientHello, if the caps allow (else it is
+        refused: False)."""
+        self.stats.accepted += 1
+        reader.source = None
+        reader.timer = None
+        peer = transport.get_extra_info("peername")
+        if not peer:  # reset before we got here
+            reset(transport)
+            return False
+        host = client_address(peer)[0]
+        source = host if ":" not in host else source_key(host)
+        by_source = self.by_source
+        held = by_source.get(source, 0)
+        if len(self.pending) >= self.max_pending:
+            why = "too many ClientHellos being read"
+        elif held >= self.max_pending_per_source:
+            why = f"{held} ClientHellos being read from {source}"
+        else:
+            by_source[source] = held + 1
+            reader.source = source
+            self.pending.add(reader)
+            reader.timer = self.loop.call_later(self.hello_timeout, reader.timed_out)
+            return True
+        self.stats.overloaded += 1
+        self.refused(transport, "overloaded", why)
+        return False
+
+    def finish(self, reader: PendingHello) -> None:
+        """``reader`` no longer waits for its ClientHello."""
+        self.pending.discard(reader)
+        source = reader.source
+        if source is not None:
+            reader.source = None
+            left = self.by_source[source] - 1
+            if left:
+                self.by_source[source] = left
+            else:
+                del self.by_source[source]
+        timer = reader.timer
+        if timer is not None:
+            reader.timer = None
+            timer.cancel()
+
+    def hello_timed_out(self, reader: PendingHello, transport: asyncio.Transport) -> None:
+        reader.timer = None
+        self.finish(reader)
+        self.stats.timed_out += 1
+        self.refused(transport, "timed_out", f"no ClientHello within {self.hello_timeout:g}s")
+
+    def note(self, transport: asyncio.BaseTransport, kind: str, detail: str) -> None:
+        """Log a refusal (at most once a second per kind)."""
+        self.refusals.note(kind, f"{self.peer(transport)}: {detail}")
 
     def dispatch(self, transport: asyncio.Transport, hello: ClientHello, data: bytes) -> None:
         """Hand a connection whose ClientHello is complete to the route for its name."""
@@ -199,7 +256,7 @@ class SNIListener:
                 self.stats.handshakes += 1
             else:
                 self.stats.handshake_failed += 1
-                self.refusals.note("handshake_failed", f"{self.peer(transport)}: {exc!r}")
+                self.note(transport, "handshake_failed", repr(exc))
 
         terminate(route.stream, transport, data, context, timeout=self.handshake_timeout, done=done)
 
@@ -212,7 +269,7 @@ class SNIListener:
         description: int = ALERT_UNRECOGNIZED_NAME,
     ) -> None:
         """Turn a client away: with a fatal alert when it spoke TLS, else with a reset."""
-        self.refusals.note(kind, f"{self.peer(transport)}: {detail}")
+        self.note(transport, kind, detail)
         if hello is None:
             reset(transport)
             return
@@ -249,28 +306,7 @@ class HelloReader(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        listener = self.listener
-        listener.stats.accepted += 1
-        peer = transport.get_extra_info("peername")
-        if not peer:  # reset before we got here
-            reset(self.transport)
-            return
-        host = client_address(peer)[0]
-        source = host if ":" not in host else source_key(host)
-        by_source = listener.by_source
-        held = by_source.get(source, 0)
-        if len(listener.pending) >= listener.max_pending:
-            why = "too many ClientHellos being read"
-        elif held >= listener.max_pending_per_source:
-            why = f"{held} ClientHellos being read from {source}"
-        else:
-            by_source[source] = held + 1
-            self.source = source
-            listener.pending.add(self)
-            self.timer = listener.loop.call_later(listener.hello_timeout, self.timed_out)
-            return
-        listener.stats.overloaded += 1
-        listener.refused(self.transport, "overloaded", why)
+        self.listener.enter(self, self.transport)
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -299,27 +335,13 @@ class HelloReader(asyncio.Protocol):
         self.finish()
 
     def timed_out(self) -> None:
-        self.timer = None
+        self.listener.hello_timed_out(self, self.transport)
+
+    def drop(self) -> None:
+        """The listener closes: reset this connection."""
         self.finish()
-        listener = self.listener
-        listener.stats.timed_out += 1
-        listener.refused(
-            self.transport, "timed_out", f"no ClientHello within {listener.hello_timeout:g}s"
-        )
+        reset(self.transport)
 
     def finish(self) -> None:
         """No longer reading a ClientHello."""
-        listener = self.listener
-        listener.pending.discard(self)
-        source = self.source
-        if source is not None:
-            self.source = None
-            left = listener.by_source[source] - 1
-            if left:
-                listener.by_source[source] = left
-            else:
-                del listener.by_source[source]
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        self.listener.finish(self)

@@ -1,0 +1,231 @@
+"""TLS termination from the first byte, on a shared socket whose every route terminates TLS
+without asking for client certificates.
+
+There the listener need not read the ClientHello itself (``listener.HelloReader``) and then
+hand its bytes to a TLS protocol (``terminate``): each accepted connection gets the loop's
+TLS protocol at once (``DirectTLS``, made per listener by ``direct_class``), over one base
+context (``BaseContext``) whose server-name callback, which OpenSSL runs inside the
+ClientHello, picks the route and switches the connection to that route's certificate. When
+the handshake is done, ``Handoff`` gives the plaintext transport to the route's connection
+class, as ``terminate`` does. Nothing of the connection is read twice and no byte is copied
+in Python before OpenSSL sees it.
+
+What the client meets is the same as on the ``HelloReader`` path: the same pending caps
+(in all, and per source, until its ClientHello is in), the same hello and handshake timeouts,
+an ``unrecognized_name`` alert for a name no route claims or no certificate serves,
+``internal_error`` for a certificate that cannot be used, and the same counters. Two things
+differ, and ``SNIStats`` says so: OpenSSL, not ``clienthello``, judges the first flight, so a
+client that is not TLS or sends a broken hello is told with an alert (or closed) rather than
+reset; and a client that closes before its ClientHello is complete counts as ``empty``.
+
+A socket with a passthrough route, or a route that requires client certificates, keeps the
+``HelloReader`` path: switching contexts in the callback does not carry the new context's
+verify mode over to the connection (OpenSSL keeps the first one's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from godoxy_streams.errors import ConfigError
+from godoxy_streams.server_names import server_name
+from godoxy_streams.streams.tcp.relay import reset
+from godoxy_streams.streams.tls.clienthello import alert
+from godoxy_streams.streams.tls.routing import PendingHello, SNIRoute, SNIStats
+from godoxy_streams.streams.tls.terminate import protocol_class, tls_class
+
+if TYPE_CHECKING:
+    from godoxy_streams.server_names import NameTable
+
+
+class Owner(Protocol):
+    """What a direct connection needs of its listener (``listener.SNIListener``)."""
+
+    stats: SNIStats
+    table: NameTable[SNIRoute]
+    handshaking: set[asyncio.Transport]
+    direct_context: BaseContext
+
+    def enter(self, reader: PendingHello, transport: asyncio.Transport) -> bool: ...
+
+    def finish(self, reader: PendingHello) -> None: ...
+
+    def hello_timed_out(self, reader: PendingHello, transport: asyncio.Transport) -> None: ...
+
+    def note(self, transport: asyncio.BaseTransport, kind: str, detail: str) -> None: ...
+
+
+ALERT_INTERNAL_ERROR = ssl.AlertDescription.ALERT_DESCRIPTION_INTERNAL_ERROR
+ALERT_UNRECOGNIZED_NAME = ssl.AlertDescription.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+TLS12_RECORD = 0x0303  # the record version of an alert before any ServerHello (1.2 and 1.3)
+# OpenSSL's reasons for a first flight that is not a TLS record at all
+NOT_TLS_REASONS = frozenset(
+    {"HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL"}
+)
+
+
+class BaseContext(ssl.SSLContext):
+    """The context every connection of a direct socket starts with: no certificate of its
+    own, TLS 1.2 and up (the version is chosen before the callback switches contexts), and
+    a callback that routes by the server name. The loop's TLS protocol makes its TLS object
+    (``wrap_bio``) while it is built (asyncio) or in ``connection_made`` (uvloop); right after
+    each, ``claim`` marks the object with its connection, for the callback."""
+
+    made: ssl.SSLObject | None
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        sslobj = self.made = super().wrap_bio(*args, **kwargs)
+        return sslobj
+
+    def claim(self, accept: DirectTLS) -> None:
+        sslobj = self.made
+        if sslobj is not None:
+            self.made = None
+            sslobj.accept = accept  # type: ignore[attr-defined]
+
+
+def base_context() -> BaseContext:
+    ctx = BaseContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.made = None
+    ctx.sni_callback = _server_name
+    return ctx
+
+
+def _server_name(sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
+    accept: DirectTLS | None = getattr(sslobj, "accept", None)
+    if accept is None:
+        return int(ALERT_INTERNAL_ERROR)
+    return accept.hello(sslobj, name)
+
+
+class Handoff(asyncio.Protocol):
+    """The app protocol of every handshake on a direct socket: once it is done, the
+    connection becomes the chosen route's (one instance per listener, no state)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sslobj = transport.get_extra_info("ssl_object")
+        accept: DirectTLS = sslobj.accept
+        route = accept.route
+        accept.handshaken()
+        assert route is not None
+        conn = tls_class(route.stream.conn_cls)(route.stream)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+
+class DirectTLS:
+    """The per-connection part mixed into the loop's TLS protocol (``direct_class``): the
+    pending caps, the hello timer, routing in the server-name callback, and the outcome."""
+
+    if not TYPE_CHECKING:  # the class ``direct_class`` makes holds the slots
+        __slots__ = ()
+    listener: Owner
+    client: asyncio.Transport
+    route: SNIRoute | None
+    source: str | None
+    timer: asyncio.TimerHandle | None
+    ended: bool
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client = cast(asyncio.Transport, transport)
+        self.route = None
+        self.ended = False
+        listener = self.listener
+        if not listener.enter(self, self.client):
+            self.ended = True
+            return
+        super().connection_made(transport)  # type: ignore[misc]
+        listener.direct_context.claim(self)
+
+    def hello(self, sslobj: ssl.SSLObject, raw_name: str | None) -> int | None:
+        """The ClientHello is in (OpenSSL's server-name callback): choose the route and
+        its certificate, or refuse with an alert. Never raises."""
+        if self.route is not None or self.ended:  # a renegotiation: keep the route
+            return None if not self.ended else int(ALERT_UNRECOGNIZED_NAME)
+        listener = self.listener
+        listener.finish(self)
+        stats = listener.stats
+        name = server_name(raw_name)
+        route = listener.table.match(name)
+        if route is None or route.contexts is None:
+            stats.no_match += 1
+            wanted = repr(name) if name else "a ClientHello without a server name"
+            return self.refuse("no_match", f"no route for {wanted}", ALERT_UNRECOGNIZED_NAME)
+        stats.routed += 1
+        try:
+            context = route.contexts.server_context(name, None)
+        except ConfigError as exc:
+            stats.no_certificate += 1
+            return self.refuse("no_certificate", str(exc), ALERT_INTERNAL_ERROR)
+        if context is None:
+            stats.no_certificate += 1
+            return self.refuse(
+                "no_certificate", f"no certificate for {name!r}", ALERT_UNRECOGNIZED_NAME
+            )
+        sslobj.context = context
+        self.route = route
+        listener.handshaking.add(self.client)
+        return None
+
+    def refuse(self, kind: str, detail: str, description: int) -> int:
+        """Fail the handshake with a fatal alert. The loop's TLS protocol drops what
+        OpenSSL wrote when a handshake fails, so the alert goes out here, first."""
+        self.ended = True
+        self.listener.note(self.client, kind, detail)
+        self.client.write(alert(TLS12_RECORD, description))
+        return int(description)
+
+    def handshaken(self) -> None:
+        self.ended = True
+        listener = self.listener
+        listener.handshaking.discard(self.client)
+        listener.stats.handshakes += 1
+
+    def timed_out(self) -> None:
+        """No ClientHello within the hello timeout (the listener's timer)."""
+        self.ended = True
+        self.listener.hello_timed_out(self, self.client)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.count_failure(exc)
+        listener = self.listener
+        listener.finish(self)
+        listener.handshaking.discard(self.client)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def count_failure(self, exc: Exception | None) -> None:
+        listener = self.listener
+        stats = listener.stats
+        if self.route is not None:
+            stats.handshake_failed += 1
+            listener.note(self.client, "handshake_failed", repr(exc))
+        elif isinstance(exc, ssl.SSLError):
+            if exc.reason in NOT_TLS_REASONS:
+                stats.not_tls += 1
+                listener.note(self.client, "not_tls", f"not TLS ({exc.reason})")
+            else:
+                stats.malformed += 1
+                listener.note(self.client, "malformed", f"a broken ClientHello ({exc.reason})")
+        else:  # closed (or reset) before its ClientHello was complete
+            stats.empty += 1
+
+    def drop(self) -> None:
+        """The listener closes: reset this connection."""
+        self.ended = True
+        self.listener.finish(self)
+        reset(self.client)
+
+
+def direct_class(loop: asyncio.AbstractEventLoop, listener: Owner) -> type:
+    """The loop's TLS protocol with ``DirectTLS`` mixed in, for ``listener`` (made once by
+    it: the class holds the listener, so instances need not)."""
+    return type(
+        "DirectTLS",
+        (DirectTLS, protocol_class(loop)),
+        {"__slots__": ("client", "route", "source", "timer", "ended"), "listener": listener},
+    )
