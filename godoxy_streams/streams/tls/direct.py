@@ -142,7 +142,7 @@ class DirectTLS:
 
     def hello(self, sslobj: ssl.SSLObject, raw_name: str | None) -> int | None:
         """The ClientHello is in (OpenSSL's server-name callback): choose the route and
-        its certificate, or refuse with an alert. Never raises."""
+        its certificate, or refuse with an alert."""
         if self.route is not None or self.ended:  # a renegotiation: keep the route
             return None if not self.ended else int(ALERT_UNRECOGNIZED_NAME)
         listener = self.listener
