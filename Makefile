@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test test-deps lint typecheck layers unit bench bench-scale bench-deps image try-compose clean
+.PHONY: run test test-deps lint typecheck layers unit bench bench-scale bench-instructions bench-deps image try-compose clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,13 +39,16 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(ARGS)
 
 bench-deps:
-	apt-get update -q && apt-get install -y -q haproxy nginx-light libnginx-mod-stream iperf3 gcc libssl-dev
+	apt-get update -q && apt-get install -y -q haproxy nginx-light libnginx-mod-stream iperf3 gcc libssl-dev valgrind
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(ARGS)
+
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions $(ARGS)
 
 image:
 	scripts/build-image.sh
