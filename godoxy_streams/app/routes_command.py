@@ -42,7 +42,7 @@ def render_routes(document: dict[str, Any]) -> str:
                 str(r["scheme"]),
                 f"{r['bind']}:{r['listen_port'] or '-'}"
                 + sni_suffix(r.get("sni") or (), bool(r.get("tls_termination"))),
-                f"{r['target_host']}:{r['target_port']}",
+                f"{r['target_host'] or '-'}:{r['target_port']}",  # none while asleep
                 str(r["state"]),
                 str(r.get("path") or "-"),
                 str(r["active"]),
