@@ -11,7 +11,8 @@ class, as ``terminate`` does. Nothing of the connection is read twice and no byt
 in Python before OpenSSL sees it.
 
 What the client meets is the same as on the ``HelloReader`` path: the same pending caps
-(in all, and per source, until its ClientHello is in), the same hello and handshake timeouts,
+(in all, and per source, until its ClientHello is in), the same hello and handshake timeouts
+(the latter counted from the accept here, from the ClientHello there),
 an ``unrecognized_name`` alert for a name no route claims or no certificate serves,
 ``internal_error`` for a certificate that cannot be used, and the same counters. Two things
 differ, and ``SNIStats`` says so: OpenSSL, not ``clienthello``, judges the first flight, so a

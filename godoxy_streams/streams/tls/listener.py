@@ -20,10 +20,11 @@ Either way the route's stream applies its ACL, limits, PROXY protocol out, pool,
 and close records, as for a connection it accepted itself (when terminating, once the
 handshake is done: a denied client costs a handshake). No route and no default: a
 fatal ``unrecognized_name`` alert, then close. Not TLS, malformed, too large, too slow: a
-reset. Every outcome is counted (``SNIStats``) and refusals are logged at most once a
-second per kind. At most ``max_pending`` connections may be inside their ClientHello, and
-``max_pending_per_source`` from one client address (an IPv6 /64), so that one client
-holding connections open cannot keep the others out.
+reset (``direct``: OpenSSL's alert, or a close). Every outcome is counted (``SNIStats``)
+and refusals are logged at most once a second per kind. At most ``max_pending``
+connections may be inside their ClientHello, and ``max_pending_per_source`` from one client
+address (an IPv6 /64), so that one client holding connections open cannot keep the others
+out.
 
 Routes join and leave with ``set_routes`` (oldest first: an older route keeps a name two
 claim); live connections stay with the stream they were handed to.
