@@ -31,6 +31,7 @@ EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
 MAX_HOST_NAME = 255
 ALERT_UNRECOGNIZED_NAME = 112
+ALERT_INTERNAL_ERROR = 80
 
 ErrorKind = Literal["not_tls", "sslv2", "malformed", "too_large", "truncated"]
 

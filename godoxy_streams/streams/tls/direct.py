@@ -30,22 +30,20 @@ import asyncio
 import ssl
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from godoxy_streams.errors import ConfigError
-from godoxy_streams.server_names import server_name
 from godoxy_streams.streams.tcp.relay import reset
-from godoxy_streams.streams.tls.clienthello import alert
-from godoxy_streams.streams.tls.routing import PendingHello, SNIRoute, SNIStats
+from godoxy_streams.streams.tls.clienthello import (
+    ALERT_INTERNAL_ERROR,
+    ALERT_UNRECOGNIZED_NAME,
+    alert,
+)
+from godoxy_streams.streams.tls.routing import PendingHello, Refusal, SNIRoute, SNIStats
 from godoxy_streams.streams.tls.terminate import protocol_class, tls_class
-
-if TYPE_CHECKING:
-    from godoxy_streams.server_names import NameTable
 
 
 class Owner(Protocol):
     """What a direct connection needs of its listener (``listener.SNIListener``)."""
 
     stats: SNIStats
-    table: NameTable[SNIRoute]
     handshaking: set[asyncio.Transport]
     direct_context: BaseContext
 
@@ -57,9 +55,9 @@ class Owner(Protocol):
 
     def note(self, transport: asyncio.BaseTransport, kind: str, detail: str) -> None: ...
 
+    def choose(self, raw_name: str | None) -> tuple[SNIRoute, ssl.SSLContext | None] | Refusal: ...
 
-ALERT_INTERNAL_ERROR = ssl.AlertDescription.ALERT_DESCRIPTION_INTERNAL_ERROR
-ALERT_UNRECOGNIZED_NAME = ssl.AlertDescription.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
 TLS12_RECORD = 0x0303  # the record version of an alert before any ServerHello (1.2 and 1.3)
 # OpenSSL's reasons for a first flight that is not a TLS record at all
 NOT_TLS_REASONS = frozenset(
@@ -98,7 +96,7 @@ def base_context() -> BaseContext:
 def _server_name(sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
     accept: DirectTLS | None = getattr(sslobj, "accept", None)
     if accept is None:
-        return int(ALERT_INTERNAL_ERROR)
+        return ALERT_INTERNAL_ERROR
     return accept.hello(sslobj, name)
 
 
@@ -145,39 +143,28 @@ class DirectTLS:
         """The ClientHello is in (OpenSSL's server-name callback): choose the route and
         its certificate, or refuse with an alert."""
         if self.route is not None or self.ended:  # a renegotiation: keep the route
-            return None if not self.ended else int(ALERT_UNRECOGNIZED_NAME)
+            return None if not self.ended else ALERT_UNRECOGNIZED_NAME
         listener = self.listener
         listener.finish(self)
-        stats = listener.stats
-        name = server_name(raw_name)
-        route = listener.table.match(name)
-        if route is None or route.contexts is None:
-            stats.no_match += 1
-            wanted = repr(name) if name else "a ClientHello without a server name"
-            return self.refuse("no_match", f"no route for {wanted}", ALERT_UNRECOGNIZED_NAME)
-        stats.routed += 1
-        try:
-            context = route.contexts.server_context(name, None)
-        except ConfigError as exc:
-            stats.no_certificate += 1
-            return self.refuse("no_certificate", str(exc), ALERT_INTERNAL_ERROR)
-        if context is None:
-            stats.no_certificate += 1
-            return self.refuse(
-                "no_certificate", f"no certificate for {name!r}", ALERT_UNRECOGNIZED_NAME
-            )
+        choice = listener.choose(raw_name)
+        if isinstance(choice, Refusal):
+            return self.refuse(choice)
+        route, context = choice
+        if context is None:  # a passthrough route joined: too late, OpenSSL has the hello
+            why = f"route {route.stream.name!r} passes TLS through; this socket terminated it"
+            return self.refuse(Refusal("no_match", why, ALERT_UNRECOGNIZED_NAME))
         sslobj.context = context
         self.route = route
         listener.handshaking.add(self.client)
         return None
 
-    def refuse(self, kind: str, detail: str, description: int) -> int:
+    def refuse(self, refusal: Refusal) -> int:
         """Fail the handshake with a fatal alert. The loop's TLS protocol drops what
         OpenSSL wrote when a handshake fails, so the alert goes out here, first."""
         self.ended = True
-        self.listener.note(self.client, kind, detail)
-        self.client.write(alert(TLS12_RECORD, description))
-        return int(description)
+        self.listener.note(self.client, refusal.kind, refusal.detail)
+        self.client.write(alert(TLS12_RECORD, refusal.description))
+        return refusal.description
 
     def handshaken(self) -> None:
         self.ended = True

@@ -33,6 +33,7 @@ claim); live connections stay with the stream they were handed to.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from typing import cast
 
@@ -53,6 +54,7 @@ from godoxy_streams.streams.sockets import (
 )
 from godoxy_streams.streams.tcp.relay import reset
 from godoxy_streams.streams.tls.clienthello import (
+    ALERT_INTERNAL_ERROR,
     ALERT_UNRECOGNIZED_NAME,
     ClientHello,
     ClientHelloError,
@@ -60,14 +62,13 @@ from godoxy_streams.streams.tls.clienthello import (
     alert,
 )
 from godoxy_streams.streams.tls.direct import Handoff, base_context, direct_class
-from godoxy_streams.streams.tls.routing import PendingHello, SNIRoute, SNIStats
+from godoxy_streams.streams.tls.routing import PendingHello, Refusal, SNIRoute, SNIStats
 from godoxy_streams.streams.tls.terminate import terminate
 
 HELLO_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PENDING = 4096
 MAX_PENDING_PER_SOURCE = 64
-ALERT_INTERNAL_ERROR = 80
 
 
 class SNIListener:
@@ -226,28 +227,40 @@ class SNIListener:
         """Log a refusal (at most once a second per kind)."""
         self.refusals.note(kind, f"{self.peer(transport)}: {detail}")
 
-    def dispatch(self, transport: asyncio.Transport, hello: ClientHello, data: bytes) -> None:
-        """Hand a connection whose ClientHello is complete to the route for its name."""
-        name = server_name(hello.server_name)
+    def choose(self, raw_name: str | None) -> tuple[SNIRoute, ssl.SSLContext | None] | Refusal:
+        """The route for a ClientHello's server name, and (terminating) its server context;
+        or why there is none. Counts ``routed``, ``no_match`` and ``no_certificate``."""
+        stats = self.stats
+        name = server_name(raw_name)
         route = self.table.match(name)
         if route is None:
-            self.stats.no_match += 1
+            stats.no_match += 1
             wanted = repr(name) if name else "a ClientHello without a server name"
-            self.refused(transport, "no_match", f"no route for {wanted}", hello)
-            return
-        self.stats.routed += 1
+            return Refusal("no_match", f"no route for {wanted}", ALERT_UNRECOGNIZED_NAME)
+        stats.routed += 1
         if route.contexts is None:
-            route.stream.adopt(transport, data)
-            return
+            return route, None
         try:
             context = route.contexts.server_context(name, route.client_ca)
         except ConfigError as exc:
-            self.stats.no_certificate += 1
-            self.refused(transport, "no_certificate", str(exc), hello, ALERT_INTERNAL_ERROR)
-            return
+            stats.no_certificate += 1
+            return Refusal("no_certificate", str(exc), ALERT_INTERNAL_ERROR)
         if context is None:
-            self.stats.no_certificate += 1
-            self.refused(transport, "no_certificate", f"no certificate for {name!r}", hello)
+            stats.no_certificate += 1
+            return Refusal(
+                "no_certificate", f"no certificate for {name!r}", ALERT_UNRECOGNIZED_NAME
+            )
+        return route, context
+
+    def dispatch(self, transport: asyncio.Transport, hello: ClientHello, data: bytes) -> None:
+        """Hand a connection whose ClientHello is complete to the route for its name."""
+        choice = self.choose(hello.server_name)
+        if isinstance(choice, Refusal):
+            self.refused(transport, choice.kind, choice.detail, hello, choice.description)
+            return
+        route, context = choice
+        if context is None:
+            route.stream.adopt(transport, data)
             return
         self.handshaking.add(transport)
 

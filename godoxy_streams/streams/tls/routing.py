@@ -24,6 +24,15 @@ class SNIRoute:
     client_ca: str | None = None  # terminating: clients need a certificate from this CA
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a ClientHello gets no route: the kind counted and logged, the detail, the alert."""
+
+    kind: str
+    detail: str
+    description: int
+
+
 class PendingHello(Protocol):
     """A connection waiting for its ClientHello (``HelloReader``, ``direct.DirectTLS``)."""
 
