@@ -19,45 +19,25 @@ import os
 import re
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.sni_proxies import Certs  # noqa: E402
+from tests.echo_server import echo_server  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
 NAME = "term.bench.test"
 PAYLOAD = b"x" * 64
 START_TIMEOUT = 120.0  # valgrind starts slowly
 Launch = Callable[[Path, Certs, int, int], list[str]]
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
-
-
-@contextmanager
-def echo_upstream() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def ours(folder: Path, certs: Certs, port: int, upstream: int) -> list[str]:
@@ -184,7 +164,7 @@ def group(obj: str) -> str:
 
 
 def measure(name: str, connections: int, folder: Path, certs: Certs) -> dict[str, float]:
-    with echo_upstream() as upstream:
+    with echo_server() as upstream:
         rows = []
         for n in (0, connections):
             port = free_port()
