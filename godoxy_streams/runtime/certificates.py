@@ -290,6 +290,10 @@ class TLSContexts:
         self._built: dict[tuple[Certificate, str], ssl.SSLContext | ConfigError] = {}
         self._ca_files: dict[str, tuple[int, int, int] | None] = {}
 
+    @property
+    def generation(self) -> int:
+        return self.source.generation
+
     def server_context(self, name: str | None, client_ca: str | None) -> ssl.SSLContext | None:
         """The context for a normalised server name; with ``client_ca`` it requires a client
         certificate issued by that CA. None when no certificate serves the name;

@@ -155,4 +155,4 @@ async def assert_pending_caps(sni: SNIHarness) -> None:
     assert sni.listener.stats.overloaded == 2
     for writer in (first, second, third, fourth):
         writer.close()
-    await eventually_async(lambda: not pending and not sni.listener.by_source, 3)
+    await eventually_async(lambda: not pending and not pending.by_source, 3)

@@ -25,9 +25,11 @@ from godoxy_streams.streams import ConnRecord
 from godoxy_streams.streams.tls.listener import HelloReader
 
 from ..helpers import eventually_async
-from ..tls_kit import certificate_set, client_context, client_hello, install
+from ..tls_kit import certificate_set, certificates, client_context, client_hello, install
 from .kit import connect, echo, ended, read_all, tcp_backend
 from .sni_kit import BIOClient, SNIHarness, assert_pending_caps, san, sni_harness, tls_exchange
+
+NAME = "mqtt.example.test"
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +239,24 @@ async def test_direct_bad_first_flights_are_closed_and_counted(
         writer.close()
         await eventually_async(lambda: getattr(sni.listener.stats, counter) == 1, 3)
         assert plain.accepted == 0 and not sni.listener.pending
+
+
+async def test_a_renewed_certificate_serves_the_next_handshake(
+    tmp_path: Path, made: dict[str, CertFiles], contexts: TLSContexts
+) -> None:
+    """The listener remembers the route and context it chose for a name: a reload of the
+    certificates makes it choose again."""
+    renewed = certificates(tmp_path / "renewed", "mqtt.example.test")  # another CA
+    async with tcp_backend(echo(b"M:")) as plain, sni_harness() as sni:
+        sni.add("mqtt", plain.addr, ["mqtt.example.test"], contexts=contexts)
+        assert await is_direct(sni)
+        got, _ = await tls_exchange(sni.addr, client_context(made["mqtt"].ca), NAME, b"a", 3)
+        assert got == b"M:a"
+        install(tmp_path / "certs", "mqtt", renewed)
+        assert contexts.refresh()
+        got, cert = await tls_exchange(sni.addr, client_context(renewed.ca), NAME, b"b", 3)
+        assert (got, san(cert)) == (b"M:b", [NAME])
+        assert sni.listener.stats.routed == 2  # remembered or not, each is counted
 
 
 async def test_direct_silent_client_times_out(contexts: TLSContexts) -> None:

@@ -65,35 +65,95 @@ NOT_TLS_REASONS = frozenset(
 )
 
 
+class TLSObject:
+    """What the loop's TLS protocol drives a direct connection through: the interface of
+    ``ssl.SSLObject`` that the protocol uses (handshake, read, write, pending, the
+    certificate, cipher and compression, unwrap), with the C object's own methods in place
+    of ``SSLObject``'s Python ones, so no call of the handshake or the relay runs a Python
+    frame of the ``ssl`` module. Anything else is the C object's (``__getattr__``)."""
+
+    __slots__ = (
+        "_raw",
+        "do_handshake",
+        "read",
+        "write",
+        "pending",
+        "getpeercert",
+        "cipher",
+        "compression",
+        "unwrap",
+        "accept",
+        "__weakref__",  # the server-name callback finds its owner through a weak reference
+    )
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.do_handshake = raw.do_handshake
+        self.read = raw.read
+        self.write = raw.write
+        self.pending = raw.pending
+        self.getpeercert = raw.getpeercert
+        self.cipher = raw.cipher
+        self.compression = raw.compression
+        self.unwrap = raw.shutdown
+        self.accept: DirectTLS | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        return cast(ssl.SSLContext, self._raw.context)
+
+    @context.setter
+    def context(self, ctx: ssl.SSLContext) -> None:
+        self._raw.context = ctx
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # ``_raw`` itself, before ``__init__``
+            raise AttributeError(name)
+        return getattr(self._raw, name)
+
+
 class BaseContext(ssl.SSLContext):
     """The context every connection of a direct socket starts with: no certificate of its
     own, TLS 1.2 and up (the version is chosen before the callback switches contexts), and
     a callback that routes by the server name. The loop's TLS protocol makes its TLS object
-    (``wrap_bio``) while it is built (asyncio) or in ``connection_made`` (uvloop); right after
-    each, ``claim`` marks the object with its connection, for the callback."""
+    (``wrap_bio``: a ``TLSObject``) while it is built (asyncio) or in ``connection_made``
+    (uvloop); right after each, ``claim`` marks the object with its connection, for the
+    callback."""
 
-    made: ssl.SSLObject | None
+    made: TLSObject | None
 
-    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
-        sslobj = self.made = super().wrap_bio(*args, **kwargs)
-        return sslobj
+    def wrap_bio(  # type: ignore[override]
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> TLSObject:
+        made = TLSObject.__new__(TLSObject)  # the owner the callback is given: made first
+        raw = self._wrap_bio(  # type: ignore[attr-defined]
+            incoming, outgoing, server_side, server_hostname, owner=made, session=session
+        )
+        TLSObject.__init__(made, raw)
+        self.made = made
+        return made
 
     def claim(self, accept: DirectTLS) -> None:
-        sslobj = self.made
-        if sslobj is not None:
+        made = self.made
+        if made is not None:
             self.made = None
-            sslobj.accept = accept  # type: ignore[attr-defined]
+            made.accept = accept
 
 
 def base_context() -> BaseContext:
     ctx = BaseContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.made = None
-    ctx.sni_callback = _server_name
+    ctx.sni_callback = cast(Any, _server_name)  # its first argument: our TLSObject
     return ctx
 
 
-def _server_name(sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> int | None:
+def _server_name(sslobj: TLSObject, name: str | None, _: ssl.SSLContext) -> int | None:
     accept: DirectTLS | None = getattr(sslobj, "accept", None)
     if accept is None:
         return ALERT_INTERNAL_ERROR
@@ -117,7 +177,7 @@ class Handoff(asyncio.Protocol):
 
 class DirectTLS:
     """The per-connection part mixed into the loop's TLS protocol (``direct_class``): the
-    pending caps, the hello timer, routing in the server-name callback, and the outcome."""
+    pending caps and hello timeout, routing in the server-name callback, and the outcome."""
 
     if not TYPE_CHECKING:  # the class ``direct_class`` makes holds the slots
         __slots__ = ()
@@ -125,7 +185,6 @@ class DirectTLS:
     client: asyncio.Transport
     route: SNIRoute | None
     source: str | None
-    timer: asyncio.TimerHandle | None
     ended: bool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,7 +198,7 @@ class DirectTLS:
         super().connection_made(transport)  # type: ignore[misc]
         listener.direct_context.claim(self)
 
-    def hello(self, sslobj: ssl.SSLObject, raw_name: str | None) -> int | None:
+    def hello(self, sslobj: TLSObject, raw_name: str | None) -> int | None:
         """The ClientHello is in (OpenSSL's server-name callback): choose the route and
         its certificate, or refuse with an alert."""
         if self.route is not None or self.ended:  # a renegotiation: keep the route
@@ -173,7 +232,7 @@ class DirectTLS:
         listener.stats.handshakes += 1
 
     def timed_out(self) -> None:
-        """No ClientHello within the hello timeout (the listener's timer)."""
+        """No ClientHello within the hello timeout (``pending.PendingHellos``)."""
         self.ended = True
         self.listener.hello_timed_out(self, self.client)
 
@@ -215,5 +274,5 @@ def direct_class(loop: asyncio.AbstractEventLoop, listener: Owner) -> type:
     return type(
         "DirectTLS",
         (DirectTLS, protocol_class(loop)),
-        {"__slots__": ("client", "route", "source", "timer", "ended"), "listener": listener},
+        {"__slots__": ("client", "route", "source", "ended"), "listener": listener},
     )

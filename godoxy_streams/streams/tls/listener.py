@@ -62,6 +62,7 @@ from godoxy_streams.streams.tls.clienthello import (
     alert,
 )
 from godoxy_streams.streams.tls.direct import Handoff, base_context, direct_class
+from godoxy_streams.streams.tls.pending import PendingHellos
 from godoxy_streams.streams.tls.routing import PendingHello, Refusal, SNIRoute, SNIStats
 from godoxy_streams.streams.tls.terminate import terminate
 
@@ -69,6 +70,7 @@ HELLO_TIMEOUT = 5.0
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PENDING = 4096
 MAX_PENDING_PER_SOURCE = 64
+CHOSEN_MAX = 1024  # server names whose route and context ``choose`` remembers
 
 
 class SNIListener:
@@ -88,12 +90,11 @@ class SNIListener:
         self.name = name
         self.hello_timeout = hello_timeout
         self.handshake_timeout = handshake_timeout
-        self.max_pending = max_pending
-        self.max_pending_per_source = max_pending_per_source
-        self.by_source: dict[str, int] = {}  # pending ClientHellos per source key
         self.stats = SNIStats()
         self.table: NameTable[SNIRoute] = NameTable()
-        self.pending: set[PendingHello] = set()
+        # choose's memory: route, context and certificates' generation by raw server name
+        self.chosen: dict[str | None, tuple[SNIRoute, ssl.SSLContext | None, int]] = {}
+        self.pending = PendingHellos(hello_timeout, max_pending, max_pending_per_source)
         self.handshaking: set[asyncio.Transport] = set()
         self.loop: asyncio.AbstractEventLoop
         self.refusals: RefusalLog
@@ -111,7 +112,7 @@ class SNIListener:
 
     async def serve(self) -> None:
         """Bind and start accepting (``ListenError`` if the socket cannot be had)."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self.pending.loop = asyncio.get_running_loop()
         self.direct_cls = direct_class(self.loop, self)
         host, port, family = await resolve_bind("tcp", *self.listen)
         sock = listen_socket("tcp", host, port, family)
@@ -135,6 +136,7 @@ class SNIListener:
                 )
         table = NameTable((route, route.names) for route in routes)
         self.table = table
+        self.chosen.clear()
         self.direct = bool(routes) and all(
             route.contexts is not None and route.client_ca is None for route in routes
         )
@@ -147,7 +149,7 @@ class SNIListener:
         if server is None:
             return
         server.close()
-        for reader in list(self.pending):
+        for reader in self.pending.close():
             reader.drop()
         for transport in list(self.handshaking):
             reset(transport)
@@ -178,24 +180,16 @@ class SNIListener:
         refused: False)."""
         self.stats.accepted += 1
         reader.source = None
-        reader.timer = None
         peer = transport.get_extra_info("peername")
         if not peer:  # reset before we got here
             reset(transport)
             return False
-        host = client_address(peer)[0]
-        source = host if ":" not in host else source_key(host)
-        by_source = self.by_source
-        held = by_source.get(source, 0)
-        if len(self.pending) >= self.max_pending:
-            why = "too many ClientHellos being read"
-        elif held >= self.max_pending_per_source:
-            why = f"{held} ClientHellos being read from {source}"
-        else:
-            by_source[source] = held + 1
-            reader.source = source
-            self.pending.add(reader)
-            reader.timer = self.loop.call_later(self.hello_timeout, reader.timed_out)
+        host = peer[0]
+        if ":" in host:  # IPv6: an IPv4-mapped address as IPv4, else its /64
+            host = client_address(peer)[0]
+            host = host if ":" not in host else source_key(host)
+        why = self.pending.enter(reader, host)
+        if why is None:
             return True
         self.stats.overloaded += 1
         self.refused(transport, "overloaded", why)
@@ -203,23 +197,10 @@ class SNIListener:
 
     def finish(self, reader: PendingHello) -> None:
         """``reader`` no longer waits for its ClientHello."""
-        self.pending.discard(reader)
-        source = reader.source
-        if source is not None:
-            reader.source = None
-            left = self.by_source[source] - 1
-            if left:
-                self.by_source[source] = left
-            else:
-                del self.by_source[source]
-        timer = reader.timer
-        if timer is not None:
-            reader.timer = None
-            timer.cancel()
+        self.pending.leave(reader)
 
     def hello_timed_out(self, reader: PendingHello, transport: asyncio.Transport) -> None:
-        reader.timer = None
-        self.finish(reader)
+        """``reader``'s hello timeout passed (it no longer waits)."""
         self.stats.timed_out += 1
         self.refused(transport, "timed_out", f"no ClientHello within {self.hello_timeout:g}s")
 
@@ -229,7 +210,30 @@ class SNIListener:
 
     def choose(self, raw_name: str | None) -> tuple[SNIRoute, ssl.SSLContext | None] | Refusal:
         """The route for a ClientHello's server name, and (terminating) its server context;
-        or why there is none. Counts ``routed``, ``no_match`` and ``no_certificate``."""
+        or why there is none. Counts ``routed``, ``no_match`` and ``no_certificate``.
+
+        A name chosen before is answered from ``chosen`` while the routes (``set_routes``
+        empties it) and the route's certificates (their ``generation``) stay the same; a
+        route that asks for client certificates is looked up every time (its CA file may
+        change)."""
+        hit = self.chosen.get(raw_name)
+        if hit is not None:
+            route, context, generation = hit
+            if route.contexts is None or route.contexts.generation == generation:
+                self.stats.routed += 1
+                return route, context
+        choice = self.look_up(raw_name)
+        if not isinstance(choice, Refusal) and choice[0].client_ca is None:
+            route, context = choice
+            chosen = self.chosen
+            if len(chosen) >= CHOSEN_MAX:  # names a wildcard or default route matches
+                chosen.clear()
+            generation = route.contexts.generation if route.contexts is not None else 0
+            chosen[raw_name] = (route, context, generation)
+        return choice
+
+    def look_up(self, raw_name: str | None) -> tuple[SNIRoute, ssl.SSLContext | None] | Refusal:
+        """``choose`` without its memory."""
         stats = self.stats
         name = server_name(raw_name)
         route = self.table.match(name)
@@ -309,13 +313,12 @@ class SNIListener:
 class HelloReader(asyncio.Protocol):
     """A connection until its ClientHello is read; then the chosen route's."""
 
-    __slots__ = ("listener", "transport", "reader", "chunks", "timer", "source")
+    __slots__ = ("listener", "transport", "reader", "chunks", "source")
 
     def __init__(self, listener: SNIListener) -> None:
         self.listener = listener
         self.reader = ClientHelloReader()
         self.chunks: list[bytes] = []
-        self.timer: asyncio.TimerHandle | None = None
         self.source: str | None = None  # the key this connection counts under while pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

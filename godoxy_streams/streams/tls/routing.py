@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,8 +35,7 @@ class Refusal:
 class PendingHello(Protocol):
     """A connection waiting for its ClientHello (``HelloReader``, ``direct.DirectTLS``)."""
 
-    source: str | None  # the key it counts under while pending
-    timer: asyncio.TimerHandle | None  # the hello timeout
+    source: str | None  # the key it counts under while pending (``pending.PendingHellos``)
 
     def timed_out(self) -> None: ...
 

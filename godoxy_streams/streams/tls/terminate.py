@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 class ServerContexts(Protocol):
     """Where a terminating listener gets its server contexts (``runtime.certificates``)."""
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the certificates do: a context chosen earlier may be stale."""
+        ...
+
     def server_context(self, name: str | None, client_ca: str | None) -> ssl.SSLContext | None:
         """The context for a normalised server name (client certificates from
         ``client_ca`` required when given); None when no certificate serves it."""
