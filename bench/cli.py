@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"comma-separated proxies (default {','.join(DEFAULT)}; "
             "ours-pool3 runs in connrate only, ours-agent in bulk1, bulk8, rtt, connrate, udp; "
             "the *-sni proxies in sniconn, snibulk, sniterm only; "
-            "also: nginx-256k, ours-guarded, pyref)"
+            "also: nginx-256k, ours-guarded, pyref, pyref-sni (sniterm))"
         ),
     )
     p.add_argument("--subject", default="ours", help="proxy whose ratios are printed (ours)")

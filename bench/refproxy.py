@@ -2,7 +2,11 @@
 
 Opt-in bench subject ("pyref"): it exercises the harness' "ours" path before the real
 command exists and shows what straightforward asyncio (with uvloop when installed) costs.
-Usage: python -m bench.refproxy --routes ROUTES.yml
+With ``--certificates-dir`` ("pyref-sni"), a route with ``tls_termination: true`` gets the
+loop's own TLS server (``create_server(ssl=...)``, the folder's one certificate) and nothing
+more: the least a uvloop + ``ssl`` proxy can spend per terminated connection. Routes that
+pass TLS through by server name are skipped (this proxy reads no ClientHello).
+Usage: python -m bench.refproxy --routes ROUTES.yml [--certificates-dir DIR]
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import ssl
+from pathlib import Path
 from typing import Any, cast
 
 import yaml
@@ -75,31 +81,45 @@ class _Pipe(asyncio.Protocol):
             peer.transport.write_eof()
 
 
-async def _tcp_route(bind: str, port: int, host: str, uport: int) -> asyncio.Server:
+async def _tcp_route(
+    bind: str, port: int, host: str, uport: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
 
+    async def connect(client: _Pipe) -> None:
+        try:
+            _, upstream = await loop.create_connection(_Pipe, host, uport)
+        except OSError:
+            if client.transport is not None:
+                client.transport.close()
+            return
+        upstream = cast(_Pipe, upstream)
+        if client.transport is None:
+            if upstream.transport is not None:
+                upstream.transport.close()
+            return
+        upstream.link(client)
+        client.link(upstream)
+
+    class Client(_Pipe):
+        """Dials once connected (with TLS: once the handshake is done)."""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            loop.create_task(connect(self))
+
     def factory() -> _Pipe:
-        client = _Pipe()
+        return Client()
 
-        async def connect() -> None:
-            try:
-                _, upstream = await loop.create_connection(_Pipe, host, uport)
-            except OSError:
-                if client.transport is not None:
-                    client.transport.close()
-                return
-            upstream = cast(_Pipe, upstream)
-            if client.transport is None:
-                if upstream.transport is not None:
-                    upstream.transport.close()
-                return
-            upstream.link(client)
-            client.link(upstream)
+    return await loop.create_server(factory, bind, port, backlog=4096, reuse_address=True, ssl=tls)
 
-        loop.create_task(connect())
-        return client
 
-    return await loop.create_server(factory, bind, port, backlog=4096, reuse_address=True)
+def _server_context(folder: str) -> ssl.SSLContext:
+    """A TLS server context over the folder's one ``NAME.crt``/``NAME.key`` pair."""
+    (cert,) = sorted(Path(folder).glob("*.crt"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, cert.with_suffix(".key"))
+    return ctx
 
 
 class _UpstreamUDP(asyncio.DatagramProtocol):
@@ -167,7 +187,7 @@ class _FrontUDP(asyncio.DatagramProtocol):
                     del self.sessions[addr]
 
 
-async def _main(routes_file: str) -> None:
+async def _main(routes_file: str, certificates_dir: str | None) -> None:
     with open(routes_file) as f:
         routes = (yaml.safe_load(f) or {}).get("routes", {})
     loop = asyncio.get_running_loop()
@@ -187,7 +207,11 @@ async def _main(routes_file: str) -> None:
             )
             transports.append(tr)
             tasks.append(loop.create_task(front.reap()))
-        else:
+        elif route.get("tls_termination"):
+            assert certificates_dir, "a tls_termination route needs --certificates-dir"
+            tls = _server_context(certificates_dir)
+            servers.append(await _tcp_route(bind, listen, host, upstream, tls))
+        elif not route.get("sni"):
             servers.append(await _tcp_route(bind, listen, host, upstream))
     await stop.wait()
     for server in servers:
@@ -201,14 +225,15 @@ async def _main(routes_file: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.refproxy")
     parser.add_argument("--routes", required=True)
+    parser.add_argument("--certificates-dir")
     args = parser.parse_args()
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(_main(args.routes))
+        asyncio.run(_main(args.routes, args.certificates_dir))
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(_main(args.routes))
+            uvloop.run(_main(args.routes, args.certificates_dir))
 
 
 if __name__ == "__main__":

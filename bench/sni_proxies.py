@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from bench import procs
-from bench.proxies import HOST, HAProxy, Nginx, Ours, Proxy, _ours_help
+from bench.proxies import HOST, HAProxy, Nginx, Ours, Proxy, PyRef, _ours_help
 
 NAMES = ("echo.bench.test", "bulk.bench.test", "term.bench.test")
 
@@ -103,7 +104,7 @@ class OursSNI(Ours):
     routes_template = "routes-sni.yml"
     udp = False
     tls = True
-    baselines = ("nginx-sni", "haproxy-sni")
+    baselines = ("nginx-sni", "haproxy-sni", "pyref-sni")
 
     def unavailable(self) -> str | None:
         if "--certificates-dir" not in _ours_help():
@@ -114,5 +115,31 @@ class OursSNI(Ours):
         return [*super().argv(), "--certificates-dir", str(certs_of(self).directory)]
 
 
-SNI_PROXIES: dict[str, type[Proxy]] = {cls.name: cls for cls in (HAProxySNI, NginxSNI, OursSNI)}
+class PyRefSNI(PyRef):
+    """Opt-in (--proxies ...,pyref-sni): the naive proxy's loop TLS server on the
+    terminated socket, nothing more (no routing by name, no caps, no counters): what uvloop
+    and Python's ``ssl`` alone spend per handshake, the floor under ours-sni's sniterm."""
+
+    name = "pyref-sni"
+    description = "bench/refproxy.py: uvloop's TLS server, the terminated socket only (opt-in)"
+    udp = False
+    tls = True
+    scenarios = frozenset({"sniterm"})
+
+    def argv(self) -> list[str]:
+        routes = self.render("routes-sni.yml", f"{self.name}-routes.yml")
+        directory = str(certs_of(self).directory)
+        return [sys.executable, "-m", "bench.refproxy", "--routes", str(routes),
+                "--certificates-dir", directory]  # fmt: skip
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            return super()._ready()  # raises, with the log
+        return procs.tcp_accepts(self.bind, self.listen.bulk)
+
+
+SNI_PROXIES: dict[str, type[Proxy]] = {
+    cls.name: cls for cls in (HAProxySNI, NginxSNI, OursSNI, PyRefSNI)
+}
 SNI_DEFAULT = ["haproxy-sni", "nginx-sni", "ours-sni"]
