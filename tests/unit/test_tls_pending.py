@@ -1,11 +1,12 @@
 """``PendingHellos``: the caps on connections waiting for a ClientHello, and one timer that
-expires them in the order they came (a clock stands in for the event loop)."""
+expires them in the order they came (``Deadlines``; a clock stands in for the event loop)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from godoxy_streams.streams.deadlines import Deadlines
 from godoxy_streams.streams.tls.pending import PendingHellos
 
 
@@ -61,8 +62,8 @@ def pending(timeout: float = 5.0, total: int = 10, per_source: int = 10) -> Pend
     return hellos
 
 
-def clock(hellos: PendingHellos) -> Any:
-    return hellos.loop
+def clock(owner: PendingHellos | Deadlines[str]) -> Any:
+    return owner.loop
 
 
 def test_the_caps_refuse_with_a_reason_and_free_up_as_connections_leave() -> None:
@@ -115,3 +116,21 @@ def test_close_stops_the_timer_and_names_who_still_waits() -> None:
     reader = Reader("r", expired)
     hellos.enter(reader, "10.0.0.1")
     assert hellos.close() == list[object]([reader]) and clock(hellos).armed() == []
+
+
+def test_a_restarted_item_waits_again_from_the_end() -> None:
+    """``Deadlines.add`` of an item that waits already restarts its time (a redial)."""
+    expired: list[str] = []
+    deadlines: Deadlines[str] = Deadlines(5.0, expired.append)
+    deadlines.loop = Clock()  # type: ignore[assignment]
+    deadlines.add("a")
+    clock(deadlines).now = 1.0
+    deadlines.add("b")
+    clock(deadlines).now = 2.0
+    deadlines.add("a")  # restarted: due at 7 s, after b
+    assert list(deadlines) == ["b", "a"]
+    clock(deadlines).fire()  # the timer set at the first add, for 5 s: nothing due yet
+    assert expired == [] and clock(deadlines).armed() == [6.0]
+    clock(deadlines).fire()
+    assert expired == ["b"] and clock(deadlines).armed() == [7.0]
+    assert deadlines.discard("a") and not deadlines.discard("a")

@@ -28,6 +28,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 from godoxy_streams.streams.context import ConnContext, Hook, OnClose, Outcome
+from godoxy_streams.streams.deadlines import Deadlines
 from godoxy_streams.streams.options import Dialer, StreamOptions
 from godoxy_streams.streams.sockets import Address, dial_reason, where
 from godoxy_streams.streams.stats import StreamStats
@@ -61,6 +62,7 @@ class ConnOwner(Protocol):
     need_peer: bool
     refusals: RefusalLog
     pool: Pool | None
+    dials: Deadlines[Conn]  # the dial timeouts of its connections
 
     @property
     def log(self) -> Any: ...
@@ -146,7 +148,6 @@ class Conn(asyncio.Protocol):
         "sides",
         "lost",
         "dialing",
-        "timer",
     )
 
     upstream_cls: type[Upstream] = Upstream
@@ -160,7 +161,6 @@ class Conn(asyncio.Protocol):
         self.eof_out = False  # upstream -> client direction finished
         self.sides = 1
         self.lost = False
-        self.timer: asyncio.TimerHandle | None = None  # the dial timeout
 
     # --- client transport events ---
 
@@ -181,26 +181,22 @@ class Conn(asyncio.Protocol):
 
     def dial(self, target: tuple[str, int]) -> None:
         """Start the upstream dial: a task of ``create_connection`` itself (no wrapping
-        coroutine), a plain timer for the timeout, and a done callback."""
+        coroutine), the stream's ``dials`` for the timeout, and a done callback."""
         stream = self.stream
-        loop = stream.loop
         up = self.up = self.upstream_cls(self, target)
-        task = self.dialing = loop.create_task(stream.connect(up, target[0], target[1]))
+        task = self.dialing = stream.loop.create_task(stream.connect(up, target[0], target[1]))
         task.add_done_callback(self.dialed)
-        self.timer = loop.call_later(stream.options.dial_timeout, self.dial_timed_out)
+        stream.dials.add(self)
 
     def dial_timed_out(self) -> None:
-        self.timer = None
+        """The dial took the stream's ``dial_timeout`` (``dials`` calls this)."""
         if self.dialing is not None:
             self.dialing.cancel()
 
     def dialed(self, task: asyncio.Future[Any]) -> None:
         if self.dialing is task:
             self.dialing = None
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        self.stream.dials.discard(self)
         if task.cancelled():
             if self.lost:
                 return  # the client left (or was killed) first

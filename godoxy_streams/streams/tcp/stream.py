@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from godoxy_streams.streams.admission import Admission, RefusalLog
 from godoxy_streams.streams.context import ConnContext, Hook, OnClose
+from godoxy_streams.streams.deadlines import Deadlines
 from godoxy_streams.streams.logs import LazyLog
 from godoxy_streams.streams.options import DEFAULT_OPTIONS, Dialer, StreamOptions
 from godoxy_streams.streams.pool import PooledStream
@@ -53,6 +54,7 @@ class TCPStream(PooledStream, LazyLog):
         self.admitted = 0  # admitted live connections (guarded streams only)
         self.need_peer = False  # whether guarded connections look up their peer
         self.refusals: RefusalLog
+        self.dials: Deadlines[Conn]  # the dial timeouts of its connections (``prepare``)
         self.connect: Dialer  # how upstream connections are made (chosen at ``serve``)
         self.conn_cls: type[Conn] = Conn
         self._plain_cls: type[Conn] = Conn
@@ -107,6 +109,8 @@ class TCPStream(PooledStream, LazyLog):
         self.forget_log()
         options = self.options
         self.refusals = RefusalLog(lambda: self.log, self.loop)
+        self.dials = Deadlines(options.dial_timeout, Conn.dial_timed_out)
+        self.dials.loop = self.loop
         self.admission = admission = Admission.build(options, self.stats, self.refusals, tcp=True)
         hooked = bool(pre_dial or on_read or options.idle_timeout is not None)
         proxy_in = options.proxy_protocol_trusted is not None
@@ -165,6 +169,7 @@ class TCPStream(PooledStream, LazyLog):
         if self._prepared:
             self._prepared = False
             self.refusals.close()
+            self.dials.close()
         self._release_share()
 
     async def _wait_gone(self, timeout: float) -> None:

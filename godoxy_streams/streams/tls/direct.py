@@ -237,12 +237,12 @@ class DirectTLS:
         self.listener.hello_timed_out(self, self.client)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.ended:
+        if not self.ended:  # still waiting for its hello, or handshaking (ended: neither)
             self.ended = True
             self.count_failure(exc)
-        listener = self.listener
-        listener.finish(self)
-        listener.handshaking.discard(self.client)
+            listener = self.listener
+            listener.finish(self)
+            listener.handshaking.discard(self.client)
         super().connection_lost(exc)  # type: ignore[misc]
 
     def count_failure(self, exc: Exception | None) -> None:

@@ -1,11 +1,6 @@
 """The connections of a shared TLS socket that wait for their ClientHello: the caps that
-keep one client from holding them all, and the hello timeout, kept with one timer for all.
-
-Every connection waits at most ``timeout`` from the moment it starts waiting, so the one that
-started first is always the first to expire. They wait in that order (a dict keeps it), and
-one timer, set for the first one's deadline, expires everything past its deadline when it
-fires and is set again for the first one left. A waiting connection costs a dict entry and
-a count, not a timer of the event loop.
+keep one client from holding them all (in all, and per source), and the hello timeout,
+kept for all of them with one timer (``deadlines.Deadlines``).
 """
 
 from __future__ import annotations
@@ -13,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+from godoxy_streams.streams.deadlines import Deadlines
 from godoxy_streams.streams.tls.routing import PendingHello
 
 
@@ -20,35 +16,32 @@ class PendingHellos:
     """See the module docstring. A connection whose hello timeout passed leaves, then is
     told (``timed_out``). ``loop`` is set when the socket starts serving."""
 
-    __slots__ = (
-        "loop",
-        "timeout",
-        "max_pending",
-        "max_per_source",
-        "waiting",
-        "by_source",
-        "timer",
-    )
+    __slots__ = ("max_pending", "max_per_source", "deadlines", "by_source")
 
     def __init__(self, timeout: float, max_pending: int, max_per_source: int) -> None:
-        self.loop: asyncio.AbstractEventLoop
-        self.timeout = timeout
         self.max_pending = max_pending
         self.max_per_source = max_per_source
-        self.waiting: dict[PendingHello, float] = {}  # deadline, in the order they came
+        self.deadlines: Deadlines[PendingHello] = Deadlines(timeout, self._expired)
         self.by_source: dict[str, int] = {}  # waiting connections per source key
-        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.deadlines.loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.deadlines.loop = loop
 
     def __len__(self) -> int:
-        return len(self.waiting)
+        return len(self.deadlines)
 
     def __iter__(self) -> Iterator[PendingHello]:
-        return iter(list(self.waiting))
+        return iter(self.deadlines)
 
     def enter(self, reader: PendingHello, source: str) -> str | None:
         """``reader`` starts waiting, counted under ``source``; or why the caps refuse it."""
-        waiting = self.waiting
-        if len(waiting) >= self.max_pending:
+        deadlines = self.deadlines
+        if len(deadlines.waiting) >= self.max_pending:
             return "too many ClientHellos being read"
         by_source = self.by_source
         held = by_source.get(source, 0)
@@ -56,15 +49,23 @@ class PendingHellos:
             return f"{held} ClientHellos being read from {source}"
         by_source[source] = held + 1
         reader.source = source
-        deadline = waiting[reader] = self.loop.time() + self.timeout
-        if self.timer is None:
-            self.timer = self.loop.call_at(deadline, self.sweep)
+        deadlines.add(reader)
         return None
 
     def leave(self, reader: PendingHello) -> None:
         """``reader`` no longer waits (a no-op when it was not waiting)."""
-        if self.waiting.pop(reader, None) is None:
-            return
+        if self.deadlines.discard(reader):
+            self._uncount(reader)
+
+    def close(self) -> list[PendingHello]:
+        """Stop the timer; the connections still waiting, for the caller to drop."""
+        return self.deadlines.close()
+
+    def _expired(self, reader: PendingHello) -> None:
+        self._uncount(reader)
+        reader.timed_out()
+
+    def _uncount(self, reader: PendingHello) -> None:
         source = reader.source
         reader.source = None
         by_source = self.by_source
@@ -73,23 +74,3 @@ class PendingHellos:
             by_source[source] = left  # type: ignore[index]
         else:
             del by_source[source]  # type: ignore[arg-type]
-
-    def sweep(self) -> None:
-        """The timer: expire every connection past its deadline, then wait for the next."""
-        self.timer = None
-        now = self.loop.time()
-        waiting = self.waiting
-        while waiting:
-            reader, deadline = next(iter(waiting.items()))
-            if deadline > now:
-                self.timer = self.loop.call_at(deadline, self.sweep)
-                return
-            self.leave(reader)
-            reader.timed_out()
-
-    def close(self) -> list[PendingHello]:
-        """Stop the timer; the connections still waiting, for the caller to drop."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        return list(self.waiting)
