@@ -36,6 +36,7 @@ from godoxy_streams.streams.tls.clienthello import (
     ALERT_UNRECOGNIZED_NAME,
     alert,
 )
+from godoxy_streams.streams.tls.pending import PendingHellos
 from godoxy_streams.streams.tls.routing import PendingHello, Refusal, SNIRoute, SNIStats
 from godoxy_streams.streams.tls.terminate import protocol_class, tls_class
 
@@ -46,6 +47,7 @@ class Owner(Protocol):
     stats: SNIStats
     handshaking: set[asyncio.Transport]
     direct_context: BaseContext
+    pending: PendingHellos
 
     def enter(self, reader: PendingHello, transport: asyncio.Transport) -> bool: ...
 
@@ -165,11 +167,13 @@ class Handoff(asyncio.Protocol):
     connection becomes the chosen route's (one instance per listener, no state)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sslobj = transport.get_extra_info("ssl_object")
-        accept: DirectTLS = sslobj.accept
+        accept: DirectTLS = transport.get_extra_info("ssl_object").accept
         route = accept.route
-        accept.handshaken()
         assert route is not None
+        accept.ended = True
+        listener = accept.listener
+        listener.handshaking.discard(accept.client)
+        listener.stats.handshakes += 1
         conn = tls_class(route.stream.conn_cls)(route.stream)
         transport.set_protocol(conn)
         conn.connection_made(transport)
@@ -182,13 +186,14 @@ class DirectTLS:
     if not TYPE_CHECKING:  # the class ``direct_class`` makes holds the slots
         __slots__ = ()
     listener: Owner
+    wraps_when_made: bool  # the loop's TLS protocol makes its TLS object in connection_made
     client: asyncio.Transport
     route: SNIRoute | None
     source: str | None
     ended: bool
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.client = cast(asyncio.Transport, transport)
+        self.client = transport  # type: ignore[assignment]  # (no cast: a call per connection)
         self.route = None
         self.ended = False
         listener = self.listener
@@ -196,7 +201,8 @@ class DirectTLS:
             self.ended = True
             return
         super().connection_made(transport)  # type: ignore[misc]
-        listener.direct_context.claim(self)
+        if self.wraps_when_made:  # uvloop's protocol made its TLS object just now
+            listener.direct_context.claim(self)
 
     def hello(self, sslobj: TLSObject, raw_name: str | None) -> int | None:
         """The ClientHello is in (OpenSSL's server-name callback): choose the route and
@@ -204,7 +210,7 @@ class DirectTLS:
         if self.route is not None or self.ended:  # a renegotiation: keep the route
             return None if not self.ended else ALERT_UNRECOGNIZED_NAME
         listener = self.listener
-        listener.finish(self)
+        listener.pending.leave(self)
         choice = listener.choose(raw_name)
         if isinstance(choice, Refusal):
             return self.refuse(choice)
@@ -224,12 +230,6 @@ class DirectTLS:
         self.listener.note(self.client, refusal.kind, refusal.detail)
         self.client.write(alert(TLS12_RECORD, refusal.description))
         return refusal.description
-
-    def handshaken(self) -> None:
-        self.ended = True
-        listener = self.listener
-        listener.handshaking.discard(self.client)
-        listener.stats.handshakes += 1
 
     def timed_out(self) -> None:
         """No ClientHello within the hello timeout (``pending.PendingHellos``)."""
@@ -274,5 +274,9 @@ def direct_class(loop: asyncio.AbstractEventLoop, listener: Owner) -> type:
     return type(
         "DirectTLS",
         (DirectTLS, protocol_class(loop)),
-        {"__slots__": ("client", "route", "source", "ended"), "listener": listener},
+        {
+            "__slots__": ("client", "route", "source", "ended"),
+            "listener": listener,
+            "wraps_when_made": type(loop).__module__.startswith("uvloop"),
+        },
     )

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Sequence
-from typing import cast
 
 from loguru import logger
 
@@ -171,8 +170,9 @@ class SNIListener:
                 call_connection_made=True,
                 ssl_handshake_timeout=self.handshake_timeout,
             )
-            self.direct_context.claim(accept)
-            return cast(asyncio.BaseProtocol, accept)
+            if not accept.wraps_when_made:  # asyncio's protocol made its TLS object just now
+                self.direct_context.claim(accept)
+            return accept  # type: ignore[no-any-return]
         return HelloReader(self)
 
     def enter(self, reader: PendingHello, transport: asyncio.Transport) -> bool:

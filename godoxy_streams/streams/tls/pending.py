@@ -54,7 +54,7 @@ class PendingHellos:
 
     def leave(self, reader: PendingHello) -> None:
         """``reader`` no longer waits (a no-op when it was not waiting)."""
-        if self.deadlines.discard(reader):
+        if self.deadlines.waiting.pop(reader, None) is not None:  # ``discard``, inlined
             self._uncount(reader)
 
     def close(self) -> list[PendingHello]:
