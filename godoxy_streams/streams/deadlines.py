@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")  # hashable: a dict key
+EARLY = 0.002  # s: the loop may fire a timer this early (uvloop rounds to milliseconds)
 
 
 class Deadlines(Generic[T]):
@@ -52,7 +53,7 @@ class Deadlines(Generic[T]):
     def sweep(self) -> None:
         """The timer: expire every item past its deadline, then wait for the next."""
         self.timer = None
-        now = self.loop.time()
+        now = self.loop.time() + EARLY  # due now, or so nearly that waiting would spin
         waiting = self.waiting
         while waiting:
             item, deadline = next(iter(waiting.items()))
