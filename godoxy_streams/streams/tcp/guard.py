@@ -139,6 +139,7 @@ class Guarded(Conn):
                 stream.admission.release(key)
         stream.conn_gone(self)
         self.ended()
+        self.up = None  # no cycle left with the upstream's protocol: freed now, not by the GC
 
     def ended(self) -> None:
         """The connection is over (``records.Counted`` makes its record)."""

@@ -329,6 +329,7 @@ class Conn(asyncio.Protocol):
         self.sides -= 1
         if self.sides == 0:
             self.stream.conn_gone(self)
+            self.up = None  # no cycle left with the upstream's protocol: freed now, not by the GC
 
     def note(self, outcome: Outcome) -> None:
         """How the connection ends, if not known yet (a no-op here; ``guard`` keeps it)."""

@@ -157,7 +157,7 @@ def base_context() -> BaseContext:
 
 def _server_name(sslobj: TLSObject, name: str | None, _: ssl.SSLContext) -> int | None:
     accept: DirectTLS | None = getattr(sslobj, "accept", None)
-    if accept is None:
+    if accept is None:  # not claimed, or a ClientHello after the handshake (renegotiation)
         return ALERT_INTERNAL_ERROR
     return accept.hello(sslobj, name)
 
@@ -167,7 +167,10 @@ class Handoff(asyncio.Protocol):
     connection becomes the chosen route's (one instance per listener, no state)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        accept: DirectTLS = transport.get_extra_info("ssl_object").accept
+        sslobj: TLSObject = transport.get_extra_info("ssl_object")
+        accept = sslobj.accept
+        assert accept is not None
+        sslobj.accept = None  # no cycle left between the two: both freed on close, not by the GC
         route = accept.route
         assert route is not None
         accept.ended = True
@@ -207,7 +210,7 @@ class DirectTLS:
     def hello(self, sslobj: TLSObject, raw_name: str | None) -> int | None:
         """The ClientHello is in (OpenSSL's server-name callback): choose the route and
         its certificate, or refuse with an alert."""
-        if self.route is not None or self.ended:  # a renegotiation: keep the route
+        if self.route is not None or self.ended:  # a hello after a HelloRetryRequest
             return None if not self.ended else ALERT_UNRECOGNIZED_NAME
         listener = self.listener
         listener.pending.leave(self)
