@@ -51,9 +51,7 @@ class Owner(Protocol):
 
     def enter(self, reader: PendingHello, transport: asyncio.Transport) -> bool: ...
 
-    def finish(self, reader: PendingHello) -> None: ...
-
-    def hello_timed_out(self, reader: PendingHello, transport: asyncio.Transport) -> None: ...
+    def hello_timed_out(self, transport: asyncio.Transport) -> None: ...
 
     def note(self, transport: asyncio.BaseTransport, kind: str, detail: str) -> None: ...
 
@@ -237,14 +235,14 @@ class DirectTLS:
     def timed_out(self) -> None:
         """No ClientHello within the hello timeout (``pending.PendingHellos``)."""
         self.ended = True
-        self.listener.hello_timed_out(self, self.client)
+        self.listener.hello_timed_out(self.client)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ended:  # still waiting for its hello, or handshaking (ended: neither)
             self.ended = True
             self.count_failure(exc)
             listener = self.listener
-            listener.finish(self)
+            listener.pending.leave(self)
             listener.handshaking.discard(self.client)
         super().connection_lost(exc)  # type: ignore[misc]
 
@@ -267,7 +265,7 @@ class DirectTLS:
     def drop(self) -> None:
         """The listener closes: reset this connection."""
         self.ended = True
-        self.listener.finish(self)
+        self.listener.pending.leave(self)
         reset(self.client)
 
 

@@ -195,12 +195,8 @@ class SNIListener:
         self.refused(transport, "overloaded", why)
         return False
 
-    def finish(self, reader: PendingHello) -> None:
-        """``reader`` no longer waits for its ClientHello."""
-        self.pending.leave(reader)
-
-    def hello_timed_out(self, reader: PendingHello, transport: asyncio.Transport) -> None:
-        """``reader``'s hello timeout passed (it no longer waits)."""
+    def hello_timed_out(self, transport: asyncio.Transport) -> None:
+        """A connection's hello timeout passed (``PendingHellos`` let it go already)."""
         self.stats.timed_out += 1
         self.refused(transport, "timed_out", f"no ClientHello within {self.hello_timeout:g}s")
 
@@ -352,7 +348,7 @@ class HelloReader(asyncio.Protocol):
         self.finish()
 
     def timed_out(self) -> None:
-        self.listener.hello_timed_out(self, self.transport)
+        self.listener.hello_timed_out(self.transport)
 
     def drop(self) -> None:
         """The listener closes: reset this connection."""
@@ -361,4 +357,4 @@ class HelloReader(asyncio.Protocol):
 
     def finish(self) -> None:
         """No longer reading a ClientHello."""
-        self.listener.finish(self)
+        self.listener.pending.leave(self)

@@ -41,7 +41,7 @@ class PendingHellos:
     def enter(self, reader: PendingHello, source: str) -> str | None:
         """``reader`` starts waiting, counted under ``source``; or why the caps refuse it."""
         deadlines = self.deadlines
-        if len(deadlines.waiting) >= self.max_pending:
+        if len(deadlines) >= self.max_pending:
             return "too many ClientHellos being read"
         by_source = self.by_source
         held = by_source.get(source, 0)
@@ -54,7 +54,7 @@ class PendingHellos:
 
     def leave(self, reader: PendingHello) -> None:
         """``reader`` no longer waits (a no-op when it was not waiting)."""
-        if self.deadlines.waiting.pop(reader, None) is not None:  # ``discard``, inlined
+        if self.deadlines.discard(reader):
             self._uncount(reader)
 
     def close(self) -> list[PendingHello]:
